@@ -1,0 +1,105 @@
+"""Staff roles: the groups and their permissions, declared here and synced by migrations.
+
+A later migration that adds models calls ``sync_roles`` again so the groups gain the new
+permissions; permissions that do not exist yet are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MARKETER = "Marketer"
+OPERATOR = "Operator"
+INTEGRATION = "Integration"
+
+_CLIENT_DATA = [
+    "crm.client",
+    "crm.child",
+    "crm.pet",
+    "crm.interest",
+    "crm.consent",
+    "crm.consentevent",
+    "crm.category",
+    "crm.brand",
+    "crm.product",
+    "crm.purchase",
+    "crm.purchaseitem",
+    "crm.event",
+    "loyalty.tier",
+    "loyalty.loyaltyaccount",
+    "loyalty.pointsentry",
+]
+
+
+def _perms(models: list[str], *actions: str) -> list[str]:
+    out = []
+    for model in models:
+        app_label, name = model.split(".")
+        out.extend(f"{app_label}.{action}_{name}" for action in actions)
+    return out
+
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    # Marketers read everything about clients, fix profiles, import data, run the catalog and
+    # tiers, and (from later issues) own segments, offers and campaigns.
+    MARKETER: _perms(_CLIENT_DATA, "view")
+    + _perms(
+        [
+            "crm.client",
+            "crm.child",
+            "crm.pet",
+            "crm.interest",
+            "crm.category",
+            "crm.brand",
+            "crm.product",
+            "crm.purchase",
+            "crm.purchaseitem",
+            "loyalty.tier",
+        ],
+        "add",
+        "change",
+    )
+    + ["crm.add_consentevent", "django_celery_beat.view_periodictask"],
+    # Operators read client data and record what a client said: consent and call outcomes.
+    OPERATOR: _perms(_CLIENT_DATA, "view") + ["crm.add_consentevent"],
+    # Integrations push data through the API only (they are not staff).
+    INTEGRATION: _perms(_CLIENT_DATA, "view")
+    + _perms(
+        [
+            "crm.client",
+            "crm.product",
+            "crm.category",
+            "crm.brand",
+            "crm.purchase",
+            "crm.purchaseitem",
+            "crm.event",
+        ],
+        "add",
+        "change",
+    )
+    + ["crm.add_consentevent"],
+}
+
+
+def sync_roles(apps: Any, schema_editor: Any = None) -> None:
+    """Create the groups and give each exactly its declared permissions (idempotent)."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for group_name, perm_names in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=group_name)
+        wanted = set()
+        for perm_name in perm_names:
+            app_label, codename = perm_name.split(".")
+            wanted.update(
+                permission_model.objects.filter(
+                    content_type__app_label=app_label, codename=codename
+                ).values_list("id", flat=True)
+            )
+        group.permissions.set(wanted)

@@ -1,0 +1,1 @@
+"""messaging models arrive with their issue."""

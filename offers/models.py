@@ -1,0 +1,1 @@
+"""offers models arrive with their issue."""

@@ -1,0 +1,1 @@
+"""segments models arrive with their issue."""
