@@ -349,9 +349,7 @@ class Product(TimeStamped):
         verbose_name=_("brand"),
     )
     price = models.DecimalField(_("price"), max_digits=12, decimal_places=2)
-    cost = models.DecimalField(
-        _("cost"), max_digits=12, decimal_places=2, null=True, blank=True
-    )
+    cost = models.DecimalField(_("cost"), max_digits=12, decimal_places=2, null=True, blank=True)
     in_stock = models.BooleanField(_("in stock"), default=True)
     active = models.BooleanField(_("active"), default=True)
 

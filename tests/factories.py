@@ -1,0 +1,102 @@
+"""factory_boy factories for the client and loyalty domains."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import factory
+from django.utils import timezone
+
+from crm.models import Brand, Category, Client, Product, Purchase, PurchaseItem
+from loyalty.models import LoyaltyAccount, Tier
+
+
+class ClientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Client
+
+    last_name = factory.Faker("last_name_male", locale="ru_RU")
+    first_name = factory.Faker("first_name_male", locale="ru_RU")
+    middle_name = factory.Faker("middle_name_male", locale="ru_RU")
+    gender = "m"
+    phone = factory.Sequence(lambda n: f"+7916{n:07d}")
+    email = factory.Sequence(lambda n: f"client{n}@example.ru")
+    city = "Москва"
+    external_id = factory.Sequence(lambda n: f"EXT-{n:06d}")
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Category
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Категория {n}")
+    slug = factory.Sequence(lambda n: f"category-{n}")
+
+    @factory.post_generation
+    def with_path(obj: Category, create: bool, extracted: object, **kwargs: object) -> None:
+        if create:
+            from crm.services import category_save
+
+            category_save(category=obj)
+
+
+class BrandFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Brand
+
+    name = factory.Sequence(lambda n: f"Бренд {n}")
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    sku = factory.Sequence(lambda n: f"SKU-{n:05d}")
+    name = factory.Sequence(lambda n: f"Товар {n}")
+    category = factory.SubFactory(CategoryFactory)
+    brand = factory.SubFactory(BrandFactory)
+    price = Decimal("1000.00")
+    cost = Decimal("700.00")
+
+
+class PurchaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Purchase
+
+    client = factory.SubFactory(ClientFactory)
+    purchased_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=1))
+    total = Decimal("1000.00")
+    external_id = factory.Sequence(lambda n: f"P-{n:07d}")
+
+
+class PurchaseItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PurchaseItem
+
+    purchase = factory.SubFactory(PurchaseFactory)
+    product = factory.SubFactory(ProductFactory)
+    quantity = Decimal("1")
+    unit_price = Decimal("1000.00")
+    client = factory.SelfAttribute("purchase.client")
+    purchased_at = factory.SelfAttribute("purchase.purchased_at")
+
+
+class TierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tier
+        django_get_or_create = ("rank",)
+
+    name = factory.Sequence(lambda n: f"Tier {n}")
+    rank = 0
+    earn_rate = Decimal("1.00")
+    qualifying_spend = Decimal("0")
+
+
+class LoyaltyAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LoyaltyAccount
+
+    client = factory.SubFactory(ClientFactory)
+    tier = factory.SubFactory(TierFactory)
