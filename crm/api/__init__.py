@@ -1,0 +1,1 @@
+"""REST API of crm (serializers, views, urls)."""

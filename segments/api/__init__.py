@@ -1,0 +1,1 @@
+"""REST API of segments (serializers, views, urls)."""
