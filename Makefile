@@ -1,0 +1,60 @@
+# Lichno: `make run` starts everything on embedded defaults, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+CELERY := $(VENV)/bin/celery
+PORT ?= 8000
+DEMO_CLIENTS ?= 2000
+PYTEST_WORKERS ?= auto
+
+.PHONY: run test setup lint format check migrate demo schedules messages clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+migrate: setup
+	$(MANAGE) migrate --noinput
+
+schedules: migrate
+	$(MANAGE) setup_schedules
+
+demo: migrate
+	$(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users --if-empty
+
+# Web server, Celery worker and beat; Ctrl-C stops all three.
+run: schedules demo
+	@echo "Lichno: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
+	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
+	$(CELERY) -A crm worker --loglevel=INFO --concurrency=2 -Q default,segments,messaging & \
+	$(CELERY) -A crm beat --loglevel=INFO & \
+	$(MANAGE) runserver --insecure --noreload 127.0.0.1:$(PORT) & \
+	wait
+
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(MANAGE) makemigrations --check --dry-run
+	$(MANAGE) check
+
+test: check
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --create-db $(PYTEST_ARGS)
+
+lint: check
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+messages: setup
+	$(MANAGE) makemessages -l ru --ignore=.venv --ignore=var --no-obsolete
+	$(MANAGE) compilemessages --ignore=.venv
+
+clean:
+	rm -rf var/broker var/lichno.sqlite3*
