@@ -6,7 +6,6 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.cache import cache
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -33,6 +32,7 @@ from crm.models import (
 )
 from crm.phones import normalize_phone
 from crm.selectors import client_search
+from loyalty.tasks import accrue_points_enqueue
 
 admin.site.site_header = _("Lichno CRM")
 admin.site.site_title = _("Lichno")
@@ -409,10 +409,7 @@ class PurchaseAdmin(BigTableAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         services.purchase_finalize(purchase=form.instance)
-        from loyalty.tasks import accrue_points_for_purchases
-
-        purchase_id = form.instance.pk
-        transaction.on_commit(lambda: accrue_points_for_purchases.delay(purchase_ids=[purchase_id]))
+        accrue_points_enqueue(purchase_ids=[form.instance.pk])
 
 
 @admin.register(Event)

@@ -3,6 +3,8 @@
 Defaults need no services: SQLite in var/ and a filesystem Celery broker.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -28,8 +30,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "import_export",
     "phonenumber_field",
@@ -84,6 +88,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # A file, not shared-cache memory: tests that run a real Celery worker in a thread need the
+    # busy timeout, which shared-cache table locks ignore. pytest-xdist suffixes it per worker.
+    # One file per process, so parallel test runs never share it; Django deletes it afterwards.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"lichno-test-{os.getpid()}.sqlite3")
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -121,6 +131,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Each app's tasks go to the queue named after its workload (STYLE.md: named queues).
+CELERY_TASK_ROUTES = {
+    "segments.tasks.*": {"queue": "segments"},
+    "messaging.tasks.*": {"queue": "messaging"},
+}
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 * 60)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -137,15 +152,63 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 
-# REST framework (issue 3 fills the API); one exception format everywhere.
+# REST framework: token auth for integrations (tokens in the admin), session auth for staff
+# browsing /api/docs/; one exception format everywhere (crm.api.exceptions).
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "crm.api.pagination.IdCursorPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/min"),
+        "user": env.str("API_THROTTLE_USER", default="3000/min"),
+    },
+    "EXCEPTION_HANDLER": "crm.api.exceptions.exception_handler",
+    "NON_FIELD_ERRORS_KEY": "non_field_errors",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Lichno API", "VERSION": "1.0.0"}
+# Largest request body the bulk endpoints read (10,000 objects fit well within it).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024 * 1024)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lichno API",
+    "DESCRIPTION": (
+        "Push clients, products, purchases, events and consents in bulk; read client cards.\n\n"
+        "Authenticate with `Authorization: Token <key>` (tokens are issued in the admin). "
+        "Bulk endpoints take a JSON array of up to 10,000 objects and answer "
+        "`{created, updated, unchanged, errors: [{index, field, message}]}`: by default valid "
+        "objects are stored and invalid ones reported; with `?atomic=true` a batch with any "
+        "error stores nothing (HTTP 400). Re-sending a batch changes nothing."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ContactChannelEnum": "crm.models.Channel",
+        "SalesChannelEnum": "crm.models.SalesChannel",
+        "ClientSourceEnum": "crm.models.ClientSource",
+        "ConsentSourceEnum": "crm.models.ConsentSource",
+    },
+}
+
+# Uploaded import files. With several machines, point this at storage every worker can read.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default="") or VAR_DIR / "media")
+MEDIA_URL = "media/"
+# Import files with more rows than this run in a Celery task; smaller ones in the request.
+IMPORT_INLINE_MAX_ROWS = env.int("IMPORT_INLINE_MAX_ROWS", default=2000)
+IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=5000)
 
 # Loyalty.
 LOYALTY_POINTS_LIFETIME_DAYS = env.int("LOYALTY_POINTS_LIFETIME_DAYS", default=365)

@@ -1,0 +1,54 @@
+"""Periodic schedules declared in code.
+
+Each installed app may have a ``schedules.py`` with a ``SCHEDULES`` list of ``Schedule``;
+``manage.py setup_schedules`` upserts them by name into django-celery-beat, where staff can see,
+pause and run them. Crontab times are in ``settings.TIME_ZONE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import module_has_submodule
+
+CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    crontab: dict[str, str]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    description: Any = ""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.crontab) - set(CRONTAB_FIELDS)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Schedule {self.name!r}: unknown crontab fields {sorted(unknown)}"
+            )
+
+    def crontab_fields(self) -> dict[str, str]:
+        """All five crontab fields, '*' where not given."""
+        return {name: str(self.crontab.get(name, "*")) for name in CRONTAB_FIELDS}
+
+
+def collect_schedules() -> list[Schedule]:
+    """Every installed app's ``schedules.SCHEDULES``, in app order; names must be unique."""
+    found: list[Schedule] = []
+    for app_config in apps.get_app_configs():
+        if not module_has_submodule(app_config.module, "schedules"):
+            continue
+        module = import_module(f"{app_config.name}.schedules")
+        found.extend(getattr(module, "SCHEDULES", []))
+    names = [schedule.name for schedule in found]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ImproperlyConfigured(f"Duplicate schedule names: {duplicates}")
+    return found
