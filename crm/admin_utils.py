@@ -6,6 +6,7 @@ from functools import cached_property
 
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
 
 
 class EstimatedCountPaginator(Paginator):
@@ -21,7 +22,12 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:  # type: ignore[override]
         qs = self.object_list
         query = getattr(qs, "query", None)
-        if query is not None and not query.where and not query.distinct:
+        if (
+            isinstance(qs, QuerySet)
+            and query is not None
+            and not query.where
+            and not query.distinct
+        ):
             connection = connections[qs.db]
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
