@@ -10,7 +10,9 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin_utils import EstimatedCountPaginator
+from crm.admin_utils import BigTableAdmin, ReadOnlyAdminMixin
+from crm.models import Client
+from crm.selectors import client_search
 from loyalty.models import LoyaltyAccount, PointsEntry, Tier
 from loyalty.services import LoyaltyError, points_adjust
 
@@ -34,7 +36,7 @@ class RecentEntriesFormSet(BaseInlineFormSet):
         return self._recent
 
 
-class RecentEntriesInline(admin.TabularInline):
+class RecentEntriesInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PointsEntry
     formset = RecentEntriesFormSet
     verbose_name_plural = _("recent points entries")
@@ -48,15 +50,6 @@ class RecentEntriesInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).select_related("purchase")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AccountAdjustForm(forms.ModelForm):
@@ -89,12 +82,13 @@ class AccountAdjustForm(forms.ModelForm):
 
 
 @admin.register(LoyaltyAccount)
-class LoyaltyAccountAdmin(admin.ModelAdmin):
+class LoyaltyAccountAdmin(BigTableAdmin):
     form = AccountAdjustForm
     list_display = ("client", "tier", "balance", "rolling_spend", "tier_recomputed_at")
     list_filter = ("tier",)
     list_select_related = ("client", "tier")
-    search_fields = ("client__last_name", "=client__phone", "=client__external_id")
+    search_fields = ("client__last_name",)  # shows the box; the search is crm.selectors
+    search_help_text = _("The client's phone in any format, e-mail, external ID or name.")
     raw_id_fields = ("client",)
     readonly_fields = (
         "client",
@@ -111,8 +105,14 @@ class LoyaltyAccountAdmin(admin.ModelAdmin):
     )
     inlines = (RecentEntriesInline,)
     ordering = ("-id",)
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: Any, search_term: str
+    ) -> tuple[Any, bool]:
+        if not search_term.strip():
+            return queryset, False
+        clients = client_search(Client.objects.all(), search_term).values("id")
+        return queryset.filter(client__in=clients), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Accounts are opened by the loyalty services, at the base tier.
@@ -144,7 +144,7 @@ class LoyaltyAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(PointsEntry)
-class PointsEntryAdmin(admin.ModelAdmin):
+class PointsEntryAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     """The ledger, read-only: entries are written by the loyalty services only."""
 
     list_display = ("id", "account", "kind", "points", "purchase", "expires_at", "created_at")
@@ -153,14 +153,3 @@ class PointsEntryAdmin(admin.ModelAdmin):
     raw_id_fields = ("account", "purchase")
     search_fields = ("=account__id", "=purchase__external_id")
     ordering = ("-id",)
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

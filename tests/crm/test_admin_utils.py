@@ -13,15 +13,22 @@ pytestmark = pytest.mark.django_db
 
 
 class EagerEstimate(EstimatedCountPaginator):
+    """Treats 10 rows as "big" and caps filtered counts at 5."""
+
     exact_below = 10
+    count_cap = 5
 
 
-def test_unfiltered_postgres_table_is_counted_from_statistics(
+def _analyze() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE crm_client")
+
+
+def test_unfiltered_big_postgres_table_is_counted_from_statistics(
     postgres: None, django_assert_num_queries: object
 ) -> None:
     ClientFactory.create_batch(25)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE crm_client")
+    _analyze()
     ClientFactory.create_batch(5)  # not yet in the statistics
 
     with django_assert_num_queries(1) as captured:  # type: ignore[operator]
@@ -31,9 +38,23 @@ def test_unfiltered_postgres_table_is_counted_from_statistics(
     assert "reltuples" in captured.captured_queries[0]["sql"]
 
 
-def test_filtered_and_small_tables_are_counted_exactly() -> None:
+def test_filtered_big_postgres_table_is_exact_below_the_cap_estimated_above(
+    postgres: None, django_assert_num_queries: object
+) -> None:
+    ClientFactory.create_batch(20, city="Казань")
+    ClientFactory.create_batch(3, city="Омск")
+    _analyze()
+
+    assert EagerEstimate(Client.objects.filter(city="Омск"), 10).count == 3
+    with django_assert_num_queries(3) as captured:  # type: ignore[operator]
+        estimate = EagerEstimate(Client.objects.filter(city="Казань"), 10).count
+    assert estimate >= EagerEstimate.count_cap + 1
+    assert "EXPLAIN" in captured.captured_queries[-1]["sql"]
+
+
+def test_small_tables_and_other_databases_are_counted_exactly() -> None:
     ClientFactory.create_batch(12, city="Казань")
     ClientFactory.create_batch(3, city="Омск")
 
-    assert EagerEstimate(Client.objects.filter(city="Омск").order_by("id"), 10).count == 3
+    assert EstimatedCountPaginator(Client.objects.filter(city="Омск").order_by("id"), 10).count == 3
     assert EstimatedCountPaginator(Client.objects.order_by("id"), 10).count == 15

@@ -199,3 +199,33 @@ def test_every_foreign_key_points_at_an_existing_row() -> None:
                 if cursor.fetchone()[0]:
                     orphans.append(f"{table}.{column}")
     assert orphans == []
+
+
+@pytest.mark.django_db
+def test_if_empty_seeds_on_first_start_only_and_leaves_data_and_logins_alone() -> None:
+    # given a first start
+    first = io.StringIO()
+    call_command(
+        "seed_demo",
+        clients=6,
+        if_empty=True,
+        users=True,
+        today=TODAY,
+        stdout=first,
+        stderr=io.StringIO(),
+    )
+    assert Client.objects.count() == 6
+    assert "login admin / lichno-admin" in first.getvalue()
+    admin = get_user_model().objects.get(username="admin")
+    admin.set_password("changed-by-the-admin")
+    admin.save()
+    before = _digest()
+
+    # when started again
+    again = io.StringIO()
+    call_command("seed_demo", clients=6, if_empty=True, users=True, today=TODAY, stdout=again)
+
+    # then nothing changed
+    assert "already loaded" in again.getvalue()
+    assert _digest() == before
+    assert get_user_model().objects.get(username="admin").check_password("changed-by-the-admin")

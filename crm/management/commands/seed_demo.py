@@ -1,4 +1,4 @@
-"""python manage.py seed_demo --clients N [--seed S] [--today YYYY-MM-DD] [--flush] [--users]"""
+"""python manage.py seed_demo --clients N [--seed S] [--today D] [--flush] [--users] [--if-empty]"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crm.demo import DemoDataExists, ensure_demo_users, seed
+from crm.models import Client
 
 
 def _date(value: str) -> date:
@@ -41,6 +42,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--users", action="store_true", help="Create the demo logins and print them."
         )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Only on first start: do nothing when clients already exist (used by make run).",
+        )
         parser.add_argument("--chunk-size", type=int, default=20_000, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -49,6 +55,9 @@ class Command(BaseCommand):
             raise CommandError("give --clients N (and/or --users)")
         if clients is not None and clients < 0:
             raise CommandError("--clients must be zero or more")
+        if options["if_empty"] and Client.objects.exists():
+            self.stdout.write("Demo data is already loaded; nothing to do.")
+            return
         today = options["today"]
         if isinstance(today, str):  # call_command passes option values unparsed
             today = _date(today)
