@@ -14,7 +14,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from crm import services
-from crm.admin_utils import EstimatedCountPaginator
+from crm.admin_import import ClientExportMixin, FileImportAdminMixin
+from crm.admin_utils import BigTableAdmin, ReadOnlyAdminMixin
 from crm.models import (
     AuditLog,
     Brand,
@@ -33,31 +34,11 @@ from crm.models import (
 from crm.phones import normalize_phone
 from crm.selectors import client_search
 from loyalty.tasks import accrue_points_enqueue
+from segments.admin import add_selected_to_segment
 
 admin.site.site_header = _("Lichno CRM")
 admin.site.site_title = _("Lichno")
 admin.site.index_title = _("Clients, offers and campaigns")
-
-
-class BigTableAdmin(admin.ModelAdmin):
-    """Changelists over millions of rows: no exact unfiltered COUNT, stable indexed order."""
-
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
-
-
-class ReadOnlyAdminMixin:
-    """History and logs: visible, never edited from the admin."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # Clients ---------------------------------------------------------------------------------------
@@ -136,7 +117,8 @@ class ConsentEventInline(admin.TabularInline):
 
 
 @admin.register(Client)
-class ClientAdmin(BigTableAdmin):
+class ClientAdmin(FileImportAdminMixin, ClientExportMixin, BigTableAdmin):
+    import_kind = "clients"
     list_display = ("display_name", "phone", "email", "city", "tier", "created_at")
     list_display_links = ("display_name",)
     list_select_related = ("loyalty__tier",)
@@ -154,6 +136,7 @@ class ClientAdmin(BigTableAdmin):
     ordering = ("-id",)
     autocomplete_fields = ("interests",)
     inlines = (ConsentInline, ConsentEventInline, ChildInline, PetInline)
+    actions = (add_selected_to_segment,)
     readonly_fields = (
         "related_links",
         "created_at",
@@ -265,9 +248,10 @@ class InterestAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(BigTableAdmin):
+class ConsentEventAdmin(FileImportAdminMixin, BigTableAdmin):
     """The consent history: new entries only, through the consent service."""
 
+    import_kind = "consents"
     list_display = (
         "client",
         "channel",
@@ -354,7 +338,8 @@ class BrandAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(FileImportAdminMixin, admin.ModelAdmin):
+    import_kind = "products"
     list_display = ("sku", "name", "category", "brand", "price", "cost", "in_stock", "active")
     list_filter = ("active", "in_stock", "brand__is_private_label", "category", "brand")
     list_select_related = ("category", "brand")
@@ -377,7 +362,8 @@ class PurchaseItemInline(admin.TabularInline):
 
 
 @admin.register(Purchase)
-class PurchaseAdmin(BigTableAdmin):
+class PurchaseAdmin(FileImportAdminMixin, BigTableAdmin):
+    import_kind = "purchases"
     list_display = ("__str__", "client", "purchased_at", "channel", "store", "total")
     list_select_related = ("client",)
     list_filter = ("channel", ("purchased_at", admin.DateFieldListFilter))

@@ -92,17 +92,17 @@ class Interest(TimeStamped):
 
 
 class Client(TimeStamped):
-    external_id = models.CharField(
-        _("external ID"), max_length=64, unique=True, null=True, blank=True
-    )
+    # Lookup columns are indexed in Meta with plain B-trees: `db_index`/`unique` on a CharField
+    # also builds a LIKE-pattern twin on PostgreSQL that no query here uses and every insert pays.
+    external_id = models.CharField(_("external ID"), max_length=64, null=True, blank=True)
     last_name = models.CharField(_("last name"), max_length=100, blank=True)
     first_name = models.CharField(_("first name"), max_length=100, blank=True)
     middle_name = models.CharField(_("middle name"), max_length=100, blank=True)
     gender = models.CharField(_("gender"), max_length=1, choices=Gender.choices, blank=True)
     birth_date = models.DateField(_("birth date"), null=True, blank=True)
-    phone = PhoneNumberField(_("phone"), blank=True, db_index=True)
-    email = models.EmailField(_("e-mail"), blank=True, db_index=True)
-    city = models.CharField(_("city"), max_length=100, blank=True, db_index=True)
+    phone = PhoneNumberField(_("phone"), blank=True)
+    email = models.EmailField(_("e-mail"), blank=True)
+    city = models.CharField(_("city"), max_length=100, blank=True)
     region = models.CharField(_("district / region"), max_length=150, blank=True)
     time_zone = TimeZoneField(_("time zone"), default=settings.TIME_ZONE, use_pytz=False)
     preferred_channel = models.CharField(
@@ -133,7 +133,15 @@ class Client(TimeStamped):
     class Meta:
         verbose_name = _("client")
         verbose_name_plural = _("clients")
-        indexes = [models.Index(fields=["last_name", "first_name"], name="client_name_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="client_external_id_unique")
+        ]
+        indexes = [
+            models.Index(fields=["last_name", "first_name"], name="client_name_idx"),
+            models.Index(fields=["phone"], name="client_phone_idx"),
+            models.Index(fields=["email"], name="client_email_idx"),
+            models.Index(fields=["city"], name="client_city_idx"),
+        ]
 
     def __str__(self) -> str:
         name = " ".join(p for p in (self.last_name, self.first_name, self.middle_name) if p)
@@ -209,7 +217,11 @@ class ConsentEvent(models.Model):
     """
 
     client = models.ForeignKey(
-        Client, on_delete=models.PROTECT, related_name="consent_events", verbose_name=_("client")
+        Client,
+        on_delete=models.PROTECT,
+        related_name="consent_events",
+        verbose_name=_("client"),
+        db_index=False,  # a composite index below leads with this column
     )
     channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
     purpose = models.CharField(_("purpose"), max_length=15, choices=ConsentPurpose.choices)
@@ -378,11 +390,13 @@ class SalesChannel(models.TextChoices):
 
 
 class Purchase(TimeStamped):
-    external_id = models.CharField(
-        _("external ID"), max_length=64, unique=True, null=True, blank=True
-    )
+    external_id = models.CharField(_("external ID"), max_length=64, null=True, blank=True)
     client = models.ForeignKey(
-        Client, on_delete=models.PROTECT, related_name="purchases", verbose_name=_("client")
+        Client,
+        on_delete=models.PROTECT,
+        related_name="purchases",
+        verbose_name=_("client"),
+        db_index=False,  # a composite index below leads with this column
     )
     purchased_at = models.DateTimeField(_("purchased at"))
     channel = models.CharField(
@@ -399,7 +413,8 @@ class Purchase(TimeStamped):
             models.Index(fields=["-purchased_at"], name="purchase_time_idx"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(total__gte=0), name="purchase_total_nonnegative")
+            models.CheckConstraint(condition=Q(total__gte=0), name="purchase_total_nonnegative"),
+            models.UniqueConstraint(fields=["external_id"], name="purchase_external_id_unique"),
         ]
 
     def __str__(self) -> str:
@@ -417,13 +432,21 @@ class PurchaseItem(models.Model):
         Purchase, on_delete=models.CASCADE, related_name="items", verbose_name=_("purchase")
     )
     product = models.ForeignKey(
-        Product, on_delete=models.PROTECT, related_name="purchase_items", verbose_name=_("product")
+        Product,
+        on_delete=models.PROTECT,
+        related_name="purchase_items",
+        verbose_name=_("product"),
+        db_index=False,  # a composite index below leads with this column
     )
     quantity = models.DecimalField(_("quantity"), max_digits=10, decimal_places=3, default=1)
     unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
     discount = models.DecimalField(_("discount"), max_digits=12, decimal_places=2, default=0)
     client = models.ForeignKey(
-        Client, on_delete=models.PROTECT, related_name="purchase_items", verbose_name=_("client")
+        Client,
+        on_delete=models.PROTECT,
+        related_name="purchase_items",
+        verbose_name=_("client"),
+        db_index=False,  # a composite index below leads with this column
     )
     purchased_at = models.DateTimeField(_("purchased at"))
 
@@ -465,7 +488,11 @@ class EventType(models.TextChoices):
 
 class Event(models.Model):
     client = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="events", verbose_name=_("client")
+        Client,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=_("client"),
+        db_index=False,  # a composite index below leads with this column
     )
     type = models.CharField(_("type"), max_length=20, choices=EventType.choices)
     occurred_at = models.DateTimeField(_("occurred at"))
@@ -537,3 +564,73 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+# File import -----------------------------------------------------------------------------------
+
+
+class ImportKind(models.TextChoices):
+    CLIENTS = "clients", _("clients")
+    PRODUCTS = "products", _("products")
+    PURCHASES = "purchases", _("purchases")
+    CONSENTS = "consents", _("consents")
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+class ImportJob(TimeStamped):
+    """One uploaded file and its import: first a dry run (preview), then, when confirmed, the
+    import itself. Rows go through the same bulk services as the REST API (``crm/bulk.py``)."""
+
+    kind = models.CharField(_("kind"), max_length=15, choices=ImportKind.choices)
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/", max_length=255)
+    original_name = models.CharField(_("file name"), max_length=255, blank=True)
+    dry_run = models.BooleanField(
+        _("dry run"), default=True, help_text=_("A preview: nothing is stored.")
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    total_rows = models.PositiveIntegerField(_("rows in file"), null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(_("rows processed"), default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    updated = models.PositiveIntegerField(_("updated"), default=0)
+    unchanged = models.PositiveIntegerField(_("unchanged"), default=0)
+    error_count = models.PositiveIntegerField(_("rows with errors"), default=0)
+    errors = models.JSONField(
+        _("errors"), default=list, blank=True, help_text=_("The first errors: row, field, message.")
+    )
+    message = models.TextField(_("message"), blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("import job")
+        verbose_name_plural = _("import jobs")
+        ordering = ["-id"]
+        permissions = [
+            ("api_write", _("Can push data through the REST API")),
+            ("export_clients", _("Can export clients to files")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.original_name or self.file.name}"
+
+    @property
+    def percent(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status == ImportStatus.DONE else 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))

@@ -130,6 +130,8 @@ class PointsEntry(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "-created_at"], name="points_account_time_idx"),
+            # The ledger changelist filtered by kind, newest first, and its capped count.
+            models.Index(fields=["kind", "-id"], name="points_kind_id_idx"),
             models.Index(
                 fields=["expires_at"], condition=Q(kind="earn"), name="points_earn_expiry_idx"
             ),

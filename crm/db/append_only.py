@@ -3,6 +3,9 @@
 PostgreSQL refuses UPDATE and DELETE (TRUNCATE, used by test teardown and by nobody else, is a
 statement-level operation and unaffected). SQLite refuses UPDATE only, because Django's flush on
 SQLite deletes rows one table at a time.
+
+On SQLite, a migration that alters a column rebuilds the table and drops its triggers: such a
+migration must end by running ``make_append_only`` for that table again (tests catch it).
 """
 
 from __future__ import annotations

@@ -58,3 +58,13 @@ def test_small_tables_and_other_databases_are_counted_exactly() -> None:
 
     assert EstimatedCountPaginator(Client.objects.filter(city="Омск").order_by("id"), 10).count == 3
     assert EstimatedCountPaginator(Client.objects.order_by("id"), 10).count == 15
+
+
+def test_fast_action_checkbox_renders_exactly_what_django_renders() -> None:
+    from django.contrib import admin
+    from django.contrib.admin import ModelAdmin
+
+    client = ClientFactory(last_name="О'Нил <b>")
+    model_admin = admin.site._registry[Client]
+
+    assert model_admin.action_checkbox(client) == ModelAdmin.action_checkbox(model_admin, client)

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from crm.models import AuditLog, Category, Client, PurchaseItem
-from crm.services import category_save, client_save, purchase_finalize
+from crm.services import audit_write, category_save, client_save, purchase_finalize
 from tests.factories import CategoryFactory, ClientFactory, PurchaseFactory, PurchaseItemFactory
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +89,15 @@ def test_purchase_finalize_copies_client_and_time_to_items_and_sums_total() -> N
     assert set(PurchaseItem.objects.values_list("client_id", "purchased_at")) == {
         (purchase.client_id, purchase.purchased_at)
     }
+
+
+def test_audit_log_refuses_updates_in_the_database() -> None:
+    from django.db import DatabaseError, transaction
+
+    entry = audit_write(action="card_viewed", changes={"via": "test"})
+
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditLog.objects.filter(pk=entry.pk).update(action="client_anonymized")
+
+    entry.refresh_from_db()
+    assert entry.action == "card_viewed"

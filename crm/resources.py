@@ -1,0 +1,44 @@
+"""django-import-export resources: the columns of client exports (CSV/XLSX). The same column
+names are what file import reads (``crm.importing.COLUMNS``)."""
+
+from __future__ import annotations
+
+from import_export import fields, resources
+
+from crm.models import Client
+
+
+class ClientResource(resources.ModelResource):
+    phone = fields.Field(attribute="phone", column_name="phone")
+    time_zone = fields.Field(attribute="time_zone", column_name="time_zone")
+
+    class Meta:
+        model = Client
+        fields = (
+            "id",
+            "external_id",
+            "last_name",
+            "first_name",
+            "middle_name",
+            "gender",
+            "birth_date",
+            "phone",
+            "email",
+            "city",
+            "region",
+            "time_zone",
+            "preferred_channel",
+            "preferred_contact_time",
+            "family_status",
+            "occupation",
+            "education",
+            "source",
+            "created_at",
+        )
+        export_order = fields
+
+    def dehydrate_phone(self, client: Client) -> str:
+        return client.phone.as_e164 if client.phone else ""
+
+    def dehydrate_time_zone(self, client: Client) -> str:
+        return str(client.time_zone)
