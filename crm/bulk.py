@@ -372,9 +372,17 @@ def phone(value: Any) -> str:
     return normalized
 
 
+# A strict subset of what Django's EmailValidator accepts (dot-atom local part of common
+# characters, LDH labels, alphabetic TLD). Most addresses match it in ~1 µs; anything else gets
+# the full validator (~80 µs), so the verdict is always Django's (tested).
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+
+
 def email(value: Any) -> str:
     cleaned = text(254)(value).lower()
-    if cleaned:
+    if cleaned and not _PLAIN_EMAIL.fullmatch(cleaned):
         try:
             validate_email(cleaned)
         except ValidationError:
