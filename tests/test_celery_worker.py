@@ -30,7 +30,7 @@ def private_broker(celery_broker: str, tmp_path: Path) -> Iterator[str]:
         yield celery_broker
         return
     saved = app.conf.broker_transport_options
-    folders = {name: tmp_path / name for name in ("queue", "processed")}
+    folders = {name: tmp_path / name for name in ("queue", "processed", "control")}
     for folder in folders.values():
         folder.mkdir()
     app.conf.broker_transport_options = {
@@ -38,6 +38,7 @@ def private_broker(celery_broker: str, tmp_path: Path) -> Iterator[str]:
         "data_folder_in": str(folders["queue"]),
         "data_folder_out": str(folders["queue"]),
         "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
     }
     app.close()  # drop pooled connections made with the old folders
     try:
