@@ -31,8 +31,18 @@ _CLIENT_DATA = [
 ]
 
 
+_OFFERS = [
+    "offers.offer",
+    "offers.offervariant",
+    "offers.crosssellrule",
+    "offers.productassociation",
+    "offers.promopool",
+    "offers.promocode",
+]
+
+
 def _perms(models: list[str], *actions: str) -> list[str]:
-    out = []
+    out: list[str] = []
     for model in models:
         app_label, name = model.split(".")
         out.extend(f"{app_label}.{action}_{name}" for action in actions)
@@ -59,9 +69,19 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "add",
         "change",
     )
-    + ["crm.add_consentevent", "django_celery_beat.view_periodictask"],
+    + ["crm.add_consentevent", "django_celery_beat.view_periodictask"]
+    + _perms(["segments.segment"], "view", "add", "change", "delete")
+    # File import and export of client data (issue 3).
+    + _perms(["crm.importjob"], "view", "add", "change")
+    + ["crm.export_clients"]
+    # Offers, their texts, cross-sell rules, mined associations and promo codes (issue 5).
+    + _perms(_OFFERS, "view", "add", "change", "delete")
+    + ["offers.redeem_promocode"],
     # Operators read client data and record what a client said: consent and call outcomes.
-    OPERATOR: _perms(_CLIENT_DATA, "view") + ["crm.add_consentevent"],
+    OPERATOR: _perms(_CLIENT_DATA, "view")
+    + ["crm.add_consentevent"]
+    + _perms(["segments.segment"], "view")
+    + _perms(_OFFERS, "view"),
     # Integrations push data through the API only (they are not staff).
     INTEGRATION: _perms(_CLIENT_DATA, "view")
     + _perms(
@@ -77,7 +97,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "add",
         "change",
     )
-    + ["crm.add_consentevent"],
+    + ["crm.add_consentevent", "crm.api_write"]
+    # Tills and web shops redeem promo codes and read offers (issue 5).
+    + ["offers.view_offer", "offers.redeem_promocode"],
 }
 
 

@@ -100,3 +100,59 @@ class LoyaltyAccountFactory(factory.django.DjangoModelFactory):
 
     client = factory.SubFactory(ClientFactory)
     tier = factory.SubFactory(TierFactory)
+
+
+# Offers (issue 5) --------------------------------------------------------------------------------
+
+
+class PromoPoolFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "offers.PromoPool"
+
+    name = factory.Sequence(lambda n: f"Пул {n}")
+    prefix = "LX-"
+    code_length = 8
+
+
+class OfferFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "offers.Offer"
+
+    name = factory.Sequence(lambda n: f"Предложение {n}")
+    status = "active"
+    channels = factory.LazyFunction(lambda: ["sms"])
+    starts_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=1))
+    ends_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=14))
+    strategy = "fixed"
+    benefit_kind = "percent"
+    benefit_value = Decimal("10")
+
+
+class OfferVariantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "offers.OfferVariant"
+
+    offer = factory.SubFactory(OfferFactory)
+    name = "A"
+    sms_text = (
+        "{{ client.first_name }}, {{ benefit.text }} на {{ product.name }} "
+        "до {{ valid_until|date:'d.m' }}. Покажите код {{ promo_code }}"
+    )
+    voice_script = "Здравствуйте, {{ client.name }}! {{ reason }}"
+    email_subject = "{{ client.first_name }}, для вас {{ benefit.text }}"
+    email_body = "<p>{{ reason }}</p>"
+
+
+# Segments (issue 4) ------------------------------------------------------------------------------
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    """A rule segment; rules are stored as given (validate with segments.rules.validate_rules or
+    create through segments.services.segment_save when they must be normalized)."""
+
+    class Meta:
+        model = "segments.Segment"
+
+    name = factory.Sequence(lambda n: f"Сегмент {n}")
+    kind = "rules"
+    rules = factory.LazyFunction(lambda: {"match": "all", "negate": False, "rules": []})
