@@ -212,6 +212,11 @@ MEDIA_URL = "media/"
 IMPORT_INLINE_MAX_ROWS = env.int("IMPORT_INLINE_MAX_ROWS", default=2000)
 IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=5000)
 
+# Offers: the least margin over cost a discounted price must keep (%), and the price of one
+# SMS part in roubles for campaign cost estimates.
+OFFERS_MIN_MARGIN_PERCENT = env.str("OFFERS_MIN_MARGIN_PERCENT", default="10")
+OFFERS_SMS_PART_PRICE = env.str("OFFERS_SMS_PART_PRICE", default="2.50")
+
 # Loyalty.
 LOYALTY_POINTS_LIFETIME_DAYS = env.int("LOYALTY_POINTS_LIFETIME_DAYS", default=365)
 LOYALTY_ROLLING_SPEND_DAYS = env.int("LOYALTY_ROLLING_SPEND_DAYS", default=365)

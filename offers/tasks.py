@@ -16,7 +16,7 @@ _RETRY = {
 }
 
 
-@shared_task(queue="default", soft_time_limit=25 * 60, time_limit=30 * 60, **_RETRY)
+@shared_task(soft_time_limit=25 * 60, time_limit=30 * 60, **_RETRY)
 def mine_associations() -> dict[str, float]:
     """Re-mine category associations from the last year of purchases (nightly)."""
     result = services.associations_mine()

@@ -17,13 +17,13 @@ _RETRY = {
 }
 
 
-@shared_task(queue="segments", soft_time_limit=9 * 60, time_limit=10 * 60, **_RETRY)
+@shared_task(soft_time_limit=9 * 60, time_limit=10 * 60, **_RETRY)
 def refresh_segment(segment_id: int) -> int:
     """Refresh one segment's membership snapshot; returns its size."""
     return services.segment_refresh_membership(segment=segment_id).size
 
 
-@shared_task(queue="segments", soft_time_limit=60, time_limit=120, **_RETRY)
+@shared_task(soft_time_limit=60, time_limit=120, **_RETRY)
 def refresh_marked_segments() -> int:
     """Queue a refresh of every segment marked "refresh periodically", one task each."""
     ids = list(segments_due_for_refresh().values_list("pk", flat=True))
