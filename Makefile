@@ -25,8 +25,11 @@ migrate: setup
 schedules: migrate
 	$(MANAGE) setup_schedules
 
+# First start only: demo clients and logins, then demo segments, offers and promo codes.
 demo: migrate
-	$(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users --if-empty
+	@if $(MANAGE) shell -c "import sys; from crm.models import Client; sys.exit(Client.objects.exists())"; then \
+	  $(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users && $(MANAGE) offers_demo; \
+	else echo "Demo data already loaded."; fi
 
 # Web server, Celery worker and beat; Ctrl-C stops all three.
 run: schedules demo
