@@ -24,7 +24,8 @@ def api_as(db: None) -> Callable[[str | None], APIClient]:
     ``api_as("superuser")`` a superuser; ``api_as(None)`` no credentials."""
 
     def make(role: str | None) -> APIClient:
-        api = APIClient()
+        # Messages are asserted in English; Russian is the default (test_reads checks it).
+        api = APIClient(HTTP_ACCEPT_LANGUAGE="en")
         if role is None:
             return api
         if role == "superuser":

@@ -499,3 +499,15 @@ def test_fast_phone_path_agrees_with_normalize_phone(raw):
 def test_the_service_refuses_an_oversized_batch():
     with pytest.raises(bulk.BatchTooLarge):
         bulk.client_upsert_many(rows=[{}] * (bulk.MAX_BATCH_SIZE + 1))
+
+
+def test_row_errors_are_in_russian_unless_the_client_asks_otherwise(integration):
+    del integration.defaults["HTTP_ACCEPT_LANGUAGE"]
+
+    status, body = post(integration, CLIENTS, [{"external_id": "C2", "phone": "12"}])
+
+    assert status == 200
+    assert body["errors"] == [
+        {"index": 0, "field": "phone", "message": "Неверный номер телефона: 12."}
+    ]
+    assert not Client.objects.exists()
