@@ -74,7 +74,7 @@ from crm.models import (
     PurchaseItem,
     SalesChannel,
 )
-from crm.phones import normalize_phone
+from crm.phones import is_valid_national_number, normalize_phone
 
 MAX_BATCH_SIZE = 10_000
 MAX_ITEMS_PER_PURCHASE = 1_000
@@ -350,10 +350,14 @@ def phone_e164(raw: str) -> str | None:
                 metadata = phonenumbers.PhoneMetadata.metadata_for_region(regions[0])
                 prefix = metadata.national_prefix if metadata else None
                 if national[:1] != "0" and not (prefix and national.startswith(prefix)):
-                    number = phonenumbers.PhoneNumber(
-                        country_code=code, national_number=int(national)
-                    )
-                    if phonenumbers.is_valid_number(number):
+                    valid = is_valid_national_number(code, national)
+                    if valid is None:
+                        valid = phonenumbers.is_valid_number(
+                            phonenumbers.PhoneNumber(
+                                country_code=code, national_number=int(national)
+                            )
+                        )
+                    if valid:
                         return raw
                 break
     return normalize_phone(raw)
