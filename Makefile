@@ -31,10 +31,11 @@ demo: migrate
 	  $(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users && $(MANAGE) offers_demo; \
 	else echo "Demo data already loaded."; fi
 
-# Web server, Celery worker and beat; Ctrl-C stops all three.
+# Web server, Celery worker and beat; Ctrl-C stops all three (each gets one SIGTERM, so the
+# worker finishes its current task and shuts its pool down itself).
 run: schedules demo
 	@echo "Lichno: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
-	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	$(CELERY) -A crm worker --loglevel=INFO --concurrency=2 -Q default,segments,messaging & \
 	$(CELERY) -A crm beat --loglevel=INFO & \
 	$(MANAGE) runserver --insecure --noreload 127.0.0.1:$(PORT) & \
