@@ -9,7 +9,6 @@ from crm import importing
 
 
 @shared_task(
-    queue="default",
     soft_time_limit=55 * 60,
     time_limit=60 * 60,
     autoretry_for=(OperationalError,),
