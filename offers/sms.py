@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crm.translit import RUSSIAN_TO_LATIN
+
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -65,41 +67,6 @@ def sms_info(text: str) -> SmsInfo:
     return SmsInfo("UCS-2", len(text), sum(sizes), parts, per_part)
 
 
-_TRANSLIT = {
-    "а": "a",
-    "б": "b",
-    "в": "v",
-    "г": "g",
-    "д": "d",
-    "е": "e",
-    "ё": "e",
-    "ж": "zh",
-    "з": "z",
-    "и": "i",
-    "й": "y",
-    "к": "k",
-    "л": "l",
-    "м": "m",
-    "н": "n",
-    "о": "o",
-    "п": "p",
-    "р": "r",
-    "с": "s",
-    "т": "t",
-    "у": "u",
-    "ф": "f",
-    "х": "kh",
-    "ц": "ts",
-    "ч": "ch",
-    "ш": "sh",
-    "щ": "shch",
-    "ъ": "",
-    "ы": "y",
-    "ь": "",
-    "э": "e",
-    "ю": "yu",
-    "я": "ya",
-}
 _PUNCTUATION = {
     "«": '"',
     "»": '"',
@@ -125,8 +92,8 @@ def transliterate(text: str) -> str:
     out: list[str] = []
     for ch in text:
         lower = ch.lower()
-        if lower in _TRANSLIT:
-            latin = _TRANSLIT[lower]
+        if lower in RUSSIAN_TO_LATIN:
+            latin = RUSSIAN_TO_LATIN[lower]
             if ch != lower and latin:
                 latin = latin[0].upper() + latin[1:]
             out.append(latin)

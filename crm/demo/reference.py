@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from crm.translit import RUSSIAN_TO_LATIN
+
 PRIVATE_LABEL = "Лично Выбор"
 
 
@@ -594,44 +596,8 @@ TIERS: tuple[tuple[str, int, int, int, str], ...] = (
     ),
 )
 
-_TRANSLIT = {
-    "а": "a",
-    "б": "b",
-    "в": "v",
-    "г": "g",
-    "д": "d",
-    "е": "e",
-    "ё": "e",
-    "ж": "zh",
-    "з": "z",
-    "и": "i",
-    "й": "y",
-    "к": "k",
-    "л": "l",
-    "м": "m",
-    "н": "n",
-    "о": "o",
-    "п": "p",
-    "р": "r",
-    "с": "s",
-    "т": "t",
-    "у": "u",
-    "ф": "f",
-    "х": "kh",
-    "ц": "ts",
-    "ч": "ch",
-    "ш": "sh",
-    "щ": "shch",
-    "ъ": "",
-    "ы": "y",
-    "ь": "",
-    "э": "e",
-    "ю": "yu",
-    "я": "ya",
-}
-
 
 def translit(text: str) -> str:
     """Latin spelling of a Russian name for e-mail addresses (lowercase ASCII letters only)."""
-    out = "".join(_TRANSLIT.get(ch, ch) for ch in text.lower())
+    out = "".join(RUSSIAN_TO_LATIN.get(ch, ch) for ch in text.lower())
     return "".join(ch for ch in out if "a" <= ch <= "z")
