@@ -710,6 +710,8 @@ CLIENT_SPEC: Spec = {
     "source": choice(ClientSource.values),
 }
 CLIENT_FIELDS = [name for name in CLIENT_SPEC if name != "external_id"]
+# Columns of client files (import and export): the spec's flat fields.
+CLIENT_FILE_COLUMNS = [name for name in CLIENT_SPEC if name not in ("attributes", "source")]
 _CLIENT_SELECT = [
     {"phone": "phone_text", "time_zone": "tz_text"}.get(name, name)
     for name in ["id", *CLIENT_FIELDS]

@@ -36,24 +36,7 @@ from crm.models import ClientSource, ConsentSource, ImportJob, ImportKind, Impor
 MAX_STORED_ERRORS = 500
 
 COLUMNS: dict[str, list[str]] = {
-    ImportKind.CLIENTS: [
-        "external_id",
-        "last_name",
-        "first_name",
-        "middle_name",
-        "gender",
-        "birth_date",
-        "phone",
-        "email",
-        "city",
-        "region",
-        "time_zone",
-        "preferred_channel",
-        "preferred_contact_time",
-        "family_status",
-        "occupation",
-        "education",
-    ],
+    ImportKind.CLIENTS: bulk.CLIENT_FILE_COLUMNS,
     ImportKind.PRODUCTS: [
         "sku",
         "name",

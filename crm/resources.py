@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from import_export import fields, resources
 
+from crm.bulk import CLIENT_FILE_COLUMNS
 from crm.models import Client
 
 
@@ -14,27 +15,7 @@ class ClientResource(resources.ModelResource):
 
     class Meta:
         model = Client
-        fields = (
-            "id",
-            "external_id",
-            "last_name",
-            "first_name",
-            "middle_name",
-            "gender",
-            "birth_date",
-            "phone",
-            "email",
-            "city",
-            "region",
-            "time_zone",
-            "preferred_channel",
-            "preferred_contact_time",
-            "family_status",
-            "occupation",
-            "education",
-            "source",
-            "created_at",
-        )
+        fields = ("id", *CLIENT_FILE_COLUMNS, "source", "created_at")
         export_order = fields
 
     def dehydrate_phone(self, client: Client) -> str:
