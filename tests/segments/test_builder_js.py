@@ -38,6 +38,7 @@ def test_builder_renders_everything_and_writes_valid_rules(world: World, tmp_pat
         "lookup_url": "/lookup/",
         "segment_id": None,
         "labels": builder_labels(),
+        "test_pick_category": world.cat_food.pk,  # read by the harness, ignored by the builder
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "rules.json").write_text(json.dumps(start))
@@ -70,7 +71,7 @@ def test_builder_renders_everything_and_writes_valid_rules(world: World, tmp_pat
     assert group["match"] == "any" and group["negate"] is True
     assert group["rules"][0]["field"] == "bought_category"
     assert group["rules"][0]["period"] == {"last_days": 30}
-    assert group["rules"][0]["value"] == [world.cat_food.pk]  # second option: "— Cat food"
+    assert group["rules"][0]["value"] == [world.cat_food.pk]
     assert rules["rules"][3]["value"] == [99]
     assert out["previews"] > 0
     assert out["invalid"] == ["rules[0]"]

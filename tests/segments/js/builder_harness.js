@@ -164,7 +164,9 @@ fieldSelect = row.querySelector("select.sb-field");
 fieldSelect.value = "bought_category"; fieldSelect.fire("change");
 row = builderRoot.querySelectorAll(".sb-group").slice(-1)[0].querySelector(".sb-rule");
 const pick = row.querySelector(".sb-value").querySelector("select");
-pick.value = pick.querySelectorAll("option")[2].value; pick.fire("change");
+// The category the test names (by id: option order follows the tree, not the ids).
+const wanted = String(JSON.parse(config).test_pick_category);
+pick.value = pick.querySelectorAll("option").find((o) => o.value === wanted).value; pick.fire("change");
 row = builderRoot.querySelectorAll(".sb-group").slice(-1)[0].querySelector(".sb-rule");
 const period = row.querySelector(".sb-period").querySelector("select");
 period.value = "last_days"; period.fire("change");
