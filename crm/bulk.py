@@ -667,24 +667,37 @@ def _finish(result: BulkResult, atomic: bool) -> bool:
     return True
 
 
-def _reject_duplicates(
-    keys: Sequence[str | None], result: BulkResult, field_name: str, bad: set[int]
-) -> None:
-    first: dict[str, int] = {}
-    for index, key in enumerate(keys):
-        if key is None or index in bad:
+def _clean_rows(
+    rows: Sequence[Any],
+    clean: Callable[[Any], dict[str, Any]],
+    result: BulkResult,
+    *,
+    key: str | None = None,
+) -> list[tuple[int, dict[str, Any]]]:
+    """Clean every row; record each bad row (and, with ``key``, each later duplicate of a key)
+    as an error. Returns the good rows with their indexes, in order."""
+    good: list[tuple[int, dict[str, Any]]] = []
+    first: dict[Any, int] = {}
+    for index, row in enumerate(rows):
+        try:
+            values = clean(row)
+        except Invalid as error:
+            result.errors.append(RowError(index, error.field or "", error.message))
             continue
-        if key in first:
-            bad.add(index)
-            result.errors.append(
-                RowError(
-                    index,
-                    field_name,
-                    _("Duplicate of the object at index %(i)d in this batch.") % {"i": first[key]},
+        if key is not None:
+            if values[key] in first:
+                result.errors.append(
+                    RowError(
+                        index,
+                        key,
+                        _("Duplicate of the object at index %(i)d in this batch.")
+                        % {"i": first[values[key]]},
+                    )
                 )
-            )
-        else:
-            first[key] = index
+                continue
+            first[values[key]] = index
+        good.append((index, values))
+    return good
 
 
 # Clients ---------------------------------------------------------------------------------------
@@ -744,21 +757,15 @@ def client_upsert_many(
     """Create or update clients matched by ``external_id``; see the module doc for the rules."""
     _check_size(rows)
     result = BulkResult(size=len(rows))
-    cleaned: list[dict[str, Any] | None] = []
-    bad: set[int] = set()
-    for index, row in enumerate(rows):
-        try:
-            cleaned.append(_clean_row(row, CLIENT_SPEC, required=("external_id",)))
-        except Invalid as error:
-            cleaned.append(None)
-            bad.add(index)
-            result.errors.append(RowError(index, error.field or "", error.message))
-    keys = [row["external_id"] if row else None for row in cleaned]
-    _reject_duplicates(keys, result, "external_id", bad)
+    valid = _clean_rows(
+        rows,
+        lambda row: _clean_row(row, CLIENT_SPEC, required=("external_id",)),
+        result,
+        key="external_id",
+    )
     if not _finish(result, atomic):
         return result
 
-    valid = [(i, row) for i, row in enumerate(cleaned) if row is not None and i not in bad]
     columns = ["id", *CLIENT_FIELDS]
     with transaction.atomic():
         existing: dict[str, dict[str, Any]] = {}
@@ -895,17 +902,9 @@ def product_upsert_many(
     """Create or update products matched by ``sku``; see the module doc for the rules."""
     _check_size(rows)
     result = BulkResult(size=len(rows))
-    cleaned: list[dict[str, Any] | None] = []
-    bad: set[int] = set()
-    for index, row in enumerate(rows):
-        try:
-            cleaned.append(_clean_row(row, PRODUCT_SPEC, required=("sku",)))
-        except Invalid as error:
-            cleaned.append(None)
-            bad.add(index)
-            result.errors.append(RowError(index, error.field or "", error.message))
-    _reject_duplicates([r["sku"] if r else None for r in cleaned], result, "sku", bad)
-    valid = [(i, row) for i, row in enumerate(cleaned) if row is not None and i not in bad]
+    valid = _clean_rows(
+        rows, lambda row: _clean_row(row, PRODUCT_SPEC, required=("sku",)), result, key="sku"
+    )
 
     columns = ["id", *PRODUCT_FIELDS]
     existing: dict[str, dict[str, Any]] = {}
@@ -917,7 +916,6 @@ def product_upsert_many(
         if row["sku"] not in existing:
             for name in ("name", "category", "price"):
                 if name not in row:
-                    bad.add(index)
                     result.errors.append(
                         RowError(index, name, _("This field is required for a new product."))
                     )
@@ -1025,19 +1023,7 @@ def purchase_upsert_many(
     """
     _check_size(rows)
     result = BulkResult(size=len(rows))
-    cleaned: list[dict[str, Any] | None] = []
-    bad: set[int] = set()
-    for index, row in enumerate(rows):
-        try:
-            cleaned.append(_clean_purchase(row))
-        except Invalid as error:
-            cleaned.append(None)
-            bad.add(index)
-            result.errors.append(RowError(index, error.field or "", error.message))
-    _reject_duplicates(
-        [r["external_id"] if r else None for r in cleaned], result, "external_id", bad
-    )
-    valid = [(i, row) for i, row in enumerate(cleaned) if row is not None and i not in bad]
+    valid = _clean_rows(rows, _clean_purchase, result, key="external_id")
 
     clients = _ClientIndex(
         (row["client_external_id"] for _, row in valid if row.get("client_external_id")),
@@ -1081,7 +1067,6 @@ def purchase_upsert_many(
             row["lines"] = lines
             resolved.append((index, row))
         except Invalid as error:
-            bad.add(index)
             result.errors.append(RowError(index, error.field or "", error.message))
     if not _finish(result, atomic):
         return result
@@ -1251,14 +1236,14 @@ def event_record_many(
     is ``unchanged``."""
     _check_size(rows)
     result = BulkResult(size=len(rows))
-    cleaned: list[tuple[int, dict[str, Any]]] = []
-    for index, row in enumerate(rows):
-        try:
-            values = _clean_row(row, EVENT_SPEC, required=("type", "occurred_at"))
-            values.update(_client_ref(row))
-            cleaned.append((index, values))
-        except Invalid as error:
-            result.errors.append(RowError(index, error.field or "", error.message))
+    cleaned = _clean_rows(
+        rows,
+        lambda row: {
+            **_clean_row(row, EVENT_SPEC, required=("type", "occurred_at")),
+            **_client_ref(row),
+        },
+        result,
+    )
     clients = _ClientIndex(
         (r["client_external_id"] for _i, r in cleaned if r.get("client_external_id")),
         (
@@ -1347,18 +1332,16 @@ def consent_import_many(
     current state); an event already in the history is ``unchanged``."""
     _check_size(rows)
     result = BulkResult(size=len(rows))
-    cleaned: list[tuple[int, dict[str, Any]]] = []
-    for index, row in enumerate(rows):
-        try:
-            values = _clean_row(
-                row,
-                CONSENT_SPEC,
-                required=("channel", "action", "wording_version", "occurred_at"),
-            )
-            values.update(_client_ref(row))
-            cleaned.append((index, values))
-        except Invalid as error:
-            result.errors.append(RowError(index, error.field or "", error.message))
+    cleaned = _clean_rows(
+        rows,
+        lambda row: {
+            **_clean_row(
+                row, CONSENT_SPEC, required=("channel", "action", "wording_version", "occurred_at")
+            ),
+            **_client_ref(row),
+        },
+        result,
+    )
     clients = _ClientIndex(
         (r["client_external_id"] for _i, r in cleaned if r.get("client_external_id")),
         (
