@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from typing import Any
 
-from crm.models import Client
+from django.db.models import Prefetch, Q, QuerySet
+
+from crm.models import Client, Purchase, PurchaseItem
 from crm.phones import normalize_phone
 
 
@@ -27,3 +29,38 @@ def client_search(queryset: QuerySet[Client], term: str) -> QuerySet[Client]:
     if len(words) > 2:
         name &= Q(middle_name__istartswith=words[2])
     return queryset.filter(name | Q(external_id=term))
+
+
+RECENT_PURCHASES = 10
+
+
+def client_card(*, client_id: int) -> dict[str, Any] | None:
+    """The client card as data: profile, consents, loyalty, recent purchases (four queries:
+    the client with its account and tier, consents, purchases, their items)."""
+    client = Client.objects.select_related("loyalty__tier").filter(pk=client_id).first()
+    if client is None:
+        return None
+    purchases = list(
+        Purchase.objects.filter(client_id=client_id)
+        .prefetch_related(
+            Prefetch(
+                "items", queryset=PurchaseItem.objects.select_related("product").order_by("id")
+            )
+        )
+        .order_by("-purchased_at", "-id")[:RECENT_PURCHASES]
+    )
+    account = getattr(client, "loyalty", None)
+    return {
+        "profile": client,
+        "consents": list(client.consents.order_by("channel", "purpose")),
+        "loyalty": None
+        if account is None
+        else {
+            "tier": account.tier.name if account.tier else None,
+            "balance": account.balance,
+            "rolling_spend": account.rolling_spend,
+        },
+        "recent_purchases": purchases,
+        # Messages arrive with the messaging app; the card will list the latest ones here.
+        "recent_messages": [],
+    }

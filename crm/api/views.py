@@ -17,9 +17,8 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
-from crm import bulk, services
+from crm import bulk, selectors, services
 from crm.api import serializers as s
-from crm.api.card import client_card_data
 from crm.api.exceptions import PayloadTooLarge
 from crm.api.filters import ClientFilter, ProductFilter, PurchaseFilter
 from crm.api.parsers import BulkJSONParser
@@ -182,7 +181,7 @@ class ClientCardView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         if pk > 2**63 - 1:
             raise NotFound()
-        card = client_card_data(client_id=pk)
+        card = selectors.client_card(client_id=pk)
         if card is None:
             raise NotFound()
         services.audit_write(
