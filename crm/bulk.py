@@ -50,6 +50,7 @@ from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
 
 from crm import services
+from crm.db.raw import chunks, db_datetime
 from crm.geo import time_zone_for_city
 from crm.models import (
     AuditAction,
@@ -459,11 +460,6 @@ def _max_params() -> int:
     return 100_000
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _insert(
     model: type[Model],
     columns: Sequence[str],
@@ -513,7 +509,7 @@ def _insert(
             cursor.execute(f"DROP TABLE {staging}")
             return out
         one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        for chunk in _chunks(rows, max(1, _max_params() // len(columns))):
+        for chunk in chunks(rows, max(1, _max_params() // len(columns))):
             params = [value for row in chunk for value in row]
             cursor.execute(
                 f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(chunk)) + tail,
@@ -538,13 +534,6 @@ def _copy_or_insert(
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _when(value: dt.datetime) -> Any:
-    """A datetime as the backend takes it (PostgreSQL: as is; SQLite: naive UTC text)."""
-    if _on_postgresql():
-        return value
-    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _day(value: dt.date | None) -> Any:
@@ -578,9 +567,8 @@ def _in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
         if items:
             yield items
         return
-    size = max(1, _max_params() - 10)
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    for chunk in chunks(items, max(1, _max_params() - 10)):
+        yield list(chunk)
 
 
 def _in(field_name: str, keys: Sequence[Any], sql_type: str = "text") -> Q:
@@ -603,7 +591,7 @@ def _audit_many(
         AuditLog,
         ["occurred_at", "actor_id", "actor_label", "action", "client_id", "changes"],
         [
-            (_when(now), user.pk if user else None, label, action, client_id, _json(changes))
+            (db_datetime(now), user.pk if user else None, label, action, client_id, _json(changes))
             for client_id, changes in entries
         ],
     )
@@ -821,8 +809,8 @@ def client_upsert_many(
                         else merged[name]
                         for name in CLIENT_FIELDS
                     ),
-                    _when(now),
-                    _when(now),
+                    db_datetime(now),
+                    db_datetime(now),
                     False,
                 )
             )
@@ -885,7 +873,7 @@ def _brands_for(names: set[str]) -> dict[str, int]:
     found = dict(Brand.objects.filter(name__in=list(names)).values_list("name", "id"))
     missing = names - set(found)
     if missing:
-        now = _when(timezone.now())
+        now = db_datetime(timezone.now())
         _insert(
             Brand,
             ["name", "is_private_label", "created_at", "updated_at"],
@@ -935,7 +923,7 @@ def product_upsert_many(
         categories = _categories_for(slugs) if slugs else {}
         brand_names = {row["brand"] for _i, row in writable if row.get("brand")}
         brands = _brands_for(brand_names) if brand_names else {}
-        now = _when(timezone.now())
+        now = db_datetime(timezone.now())
         writes = []
         for index, row in writable:
             values = {k: v for k, v in row.items() if k in PRODUCT_FIELDS}
@@ -1132,10 +1120,10 @@ def purchase_upsert_many(
                     (
                         row["external_id"],
                         row["client_id"],
-                        _when(row["purchased_at"]),
+                        db_datetime(row["purchased_at"]),
                         *row["header"][2:],
-                        _when(now),
-                        _when(now),
+                        db_datetime(now),
+                        db_datetime(now),
                     )
                     for _i, row in new_rows
                 ],
@@ -1166,10 +1154,10 @@ def purchase_upsert_many(
                         stored[0],
                         row["external_id"],
                         row["client_id"],
-                        _when(row["purchased_at"]),
+                        db_datetime(row["purchased_at"]),
                         *row["header"][2:],
-                        _when(stored[6]),
-                        _when(now),
+                        db_datetime(stored[6]),
+                        db_datetime(now),
                     )
                     for _i, row, stored in changed_rows
                 ],
@@ -1190,7 +1178,7 @@ def purchase_upsert_many(
                 unit_price,
                 discount,
                 row["client_id"],
-                _when(row["purchased_at"]),
+                db_datetime(row["purchased_at"]),
             )
             for index, row in resolved
             if result.statuses[index] in (CREATED, UPDATED)
@@ -1281,7 +1269,7 @@ def event_record_many(
                         occurred_at__lte=max(times),
                     ).values_list("client_id", "type", "occurred_at", "product_id")
                 )
-        now = _when(timezone.now())
+        now = db_datetime(timezone.now())
         writes = []
         for index, row in resolved:
             key = (row["client_id"], row["type"], row["occurred_at"], row["product_id"])
@@ -1294,7 +1282,7 @@ def event_record_many(
                 (
                     row["client_id"],
                     row["type"],
-                    _when(row["occurred_at"]),
+                    db_datetime(row["occurred_at"]),
                     row["product_id"],
                     _json(row.get("payload", {})),
                     now,

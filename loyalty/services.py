@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -34,6 +34,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from crm.db.raw import chunks
 from crm.models import AuditAction, Purchase
 from crm.services import audit_write
 from loyalty.models import EntryKind, LoyaltyAccount, PointsEntry, Tier
@@ -100,11 +101,6 @@ def account_ensure_many(*, client_ids: Iterable[int], base_tier_id: int | None =
     )
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _balances_add(*, deltas: dict[int, int], now: datetime) -> None:
     """Add ``deltas[account_id]`` to each balance: lock in id order, one CASE UPDATE per chunk.
 
@@ -112,7 +108,7 @@ def _balances_add(*, deltas: dict[int, int], now: datetime) -> None:
     expiry) from deadlocking on each other's accounts.
     """
     account_ids = sorted(account_id for account_id, delta in deltas.items() if delta)
-    for chunk in _chunks(account_ids, _STATEMENT_ROWS):
+    for chunk in chunks(account_ids, _STATEMENT_ROWS):
         list(
             LoyaltyAccount.objects.select_for_update()
             .filter(id__in=chunk)
@@ -180,7 +176,7 @@ def _accrue_batch(*, purchase_ids: Sequence[int], base_tier_id: int | None) -> i
     created = 0
     with transaction.atomic():
         with connection.cursor() as cursor:
-            for chunk in _chunks(values, _STATEMENT_ROWS):
+            for chunk in chunks(values, _STATEMENT_ROWS):
                 placeholders = ", ".join(["(%s, 'earn', %s, %s, %s, '', %s)"] * len(chunk))
                 # ON CONFLICT DO NOTHING against points_one_earn_per_purchase: a concurrent run
                 # that got there first wins, and RETURNING lists only the rows this run wrote,
@@ -214,7 +210,7 @@ def points_accrue_for_purchases(
     created = 0
     if purchase_ids is not None:
         ids = sorted(set(purchase_ids))
-        for chunk in _chunks(ids, batch_size):
+        for chunk in chunks(ids, batch_size):
             created += _accrue_batch(purchase_ids=chunk, base_tier_id=base_tier_id)
         return created
 
@@ -369,7 +365,7 @@ def points_expire(*, at: datetime | None = None, batch_size: int = 5000) -> int:
     )
     expired = 0
     reason = str(_("Points expired"))
-    for chunk in _chunks(candidates, batch_size):
+    for chunk in chunks(candidates, batch_size):
         with transaction.atomic():
             # Lock first (in id order), then read the sums in a new statement so that they
             # include whatever a concurrent redemption committed while we waited.

@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from crm.db.raw import db_datetime
 from crm.models import Client
 from crm.phones import normalize_phone
 from segments.compiler import base_queryset, compile_rules
@@ -95,7 +96,7 @@ def segment_refresh_membership(
                     f"INSERT INTO {MEMBER_TABLE} (segment_id, client_id, added_at) "
                     f"SELECT %s, matching.id, %s FROM ({sql}) matching WHERE true "
                     "ON CONFLICT (segment_id, client_id) DO NOTHING",
-                    [locked.pk, _db_time(now), *params],
+                    [locked.pk, db_datetime(now), *params],
                 )
                 added = max(cursor.rowcount, 0)
         size = SegmentMember.objects.filter(segment_id=locked.pk).count()
@@ -112,10 +113,6 @@ def segment_refresh_membership(
     if isinstance(segment, Segment):
         segment.member_count, segment.refreshed_at = size, now
     return RefreshResult(locked.pk, size, added, removed, duration_ms, now)
-
-
-def _db_time(value: dt.datetime) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
 
 
 # Static lists -------------------------------------------------------------------------------------
@@ -149,7 +146,7 @@ def segment_add_clients(
                 f"INSERT INTO {MEMBER_TABLE} (segment_id, client_id, added_at) "
                 f"SELECT %s, chosen.id, %s FROM ({sql}) chosen WHERE true "
                 "ON CONFLICT (segment_id, client_id) DO NOTHING",
-                [segment.pk, _db_time(now), *params],
+                [segment.pk, db_datetime(now), *params],
             )
             added += max(cursor.rowcount, 0)
         _record_static_size(segment, now)
