@@ -221,6 +221,31 @@ OFFERS_SMS_PART_PRICE = env.str("OFFERS_SMS_PART_PRICE", default="2.50")
 LOYALTY_POINTS_LIFETIME_DAYS = env.int("LOYALTY_POINTS_LIFETIME_DAYS", default=365)
 LOYALTY_ROLLING_SPEND_DAYS = env.int("LOYALTY_ROLLING_SPEND_DAYS", default=365)
 
+# Messaging: gateway backends (dotted paths, like EMAIL_BACKEND) and their options.
+SMS_BACKEND = env.str("SMS_BACKEND", default="messaging.backends.console.ConsoleBackend")
+SMS_BACKEND_OPTIONS = env.json("SMS_BACKEND_OPTIONS", default={})
+VOICE_BACKEND = env.str("VOICE_BACKEND", default="messaging.backends.console.ConsoleBackend")
+VOICE_BACKEND_OPTIONS = env.json("VOICE_BACKEND_OPTIONS", default={})
+MESSAGING_EMAIL_BACKEND = "messaging.backends.email.EmailBackend"
+MESSAGING_EMAIL_BACKEND_OPTIONS: dict[str, object] = {}
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lichno <noreply@lichno.local>")
+MESSAGING_EMAIL_DOMAIN = env.str("MESSAGING_EMAIL_DOMAIN", default="lichno.local")
+# Public base URL of tracked links (/o/<token>) and unsubscribe links in messages.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Dispatch: messages claimed per chunk, how long a claim lasts before another worker may
+# recover it, and how many transient failures a message gets before it fails for good.
+MESSAGING_DISPATCH_CHUNK = env.int("MESSAGING_DISPATCH_CHUNK", default=200)
+MESSAGING_CLAIM_SECONDS = env.int("MESSAGING_CLAIM_SECONDS", default=120)
+MESSAGING_MAX_ATTEMPTS = env.int("MESSAGING_MAX_ATTEMPTS", default=5)
+# Planning: clients per batch (one transaction, a handful of statements).
+MESSAGING_PLAN_BATCH = env.int("MESSAGING_PLAN_BATCH", default=5000)
+
 # Tests: when true, a test that needs a service (PostgreSQL, broker) fails instead of skipping.
 LICHNO_REQUIRE_SERVICES = env.bool("LICHNO_REQUIRE_SERVICES", default=False)
 

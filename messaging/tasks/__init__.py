@@ -1,0 +1,6 @@
+"""Celery tasks of messaging (thin wrappers over ``messaging.services``), one module per area.
+
+Celery's autodiscovery imports this package; each module registers its tasks on import.
+"""
+
+from messaging.tasks import campaigns, dispatch, gateways, triggers  # noqa: F401

@@ -1,0 +1,1 @@
+"""Tasks: see messaging/tasks/__init__.py."""
