@@ -6,7 +6,7 @@ denormalized columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,6 +129,12 @@ def _validate_consent_change(change: ConsentChange) -> None:
         raise ConsentError({"occurred_at": _("Consent cannot be recorded in the future.")})
 
 
+# Called inside the recording transaction with the withdrawal events, after the state is
+# written: apps further up (messaging) register here to cancel what was queued on a consent,
+# so a withdrawal takes effect at once (DESIGN invariant 1) without crm depending on them.
+CONSENT_WITHDRAWAL_HANDLERS: list[Callable[[Sequence[ConsentEvent]], None]] = []
+
+
 def consent_record_many(*, changes: Sequence[ConsentChange]) -> list[ConsentEvent]:
     """Append consent events and bring the current state up to date, in two statements.
 
@@ -163,6 +169,10 @@ def consent_record_many(*, changes: Sequence[ConsentChange]) -> list[ConsentEven
             if current is None or (event.occurred_at, event.pk) > (current.occurred_at, current.pk):
                 latest[key] = event
         _consent_state_upsert(latest.values())
+        withdrawn = [e for e in latest.values() if e.action == ConsentAction.WITHDRAWN]
+        if withdrawn:
+            for handler in CONSENT_WITHDRAWAL_HANDLERS:
+                handler(withdrawn)
     return events
 
 

@@ -245,6 +245,9 @@ MESSAGING_CLAIM_SECONDS = env.int("MESSAGING_CLAIM_SECONDS", default=120)
 MESSAGING_MAX_ATTEMPTS = env.int("MESSAGING_MAX_ATTEMPTS", default=5)
 # Planning: clients per batch (one transaction, a handful of statements).
 MESSAGING_PLAN_BATCH = env.int("MESSAGING_PLAN_BATCH", default=5000)
+# How often one offer may reach one client when the offer sets no rule of its own.
+MESSAGING_OFFER_DEFAULT_LIMIT = env.int("MESSAGING_OFFER_DEFAULT_LIMIT", default=1)
+MESSAGING_OFFER_DEFAULT_WINDOW_DAYS = env.int("MESSAGING_OFFER_DEFAULT_WINDOW_DAYS", default=30)
 
 # Tests: when true, a test that needs a service (PostgreSQL, broker) fails instead of skipping.
 LICHNO_REQUIRE_SERVICES = env.bool("LICHNO_REQUIRE_SERVICES", default=False)

@@ -143,10 +143,10 @@ class ScheduleKind(models.TextChoices):
 
 
 class TimeTarget(models.TextChoices):
-    ANY = "", _("any time in the window")
-    PREFERRED = "preferred", _("the client's preferred part of the day")
+    PREFERRED = "", _("the client's preferred part of the day, else as soon as allowed")
+    ASAP = "asap", _("as soon as the quiet hours allow")
     WEEKEND = "weekend", _("weekend")
-    EVENING = "evening", _("evening after work")
+    EVENING = "evening", _("evening after work (weekdays)")
 
 
 class CampaignStatus(models.TextChoices):
@@ -195,7 +195,10 @@ class Campaign(TimeStamped):
     landing_url = models.URLField(
         _("landing page"),
         blank=True,
-        help_text=_("Where the personal tracked link leads; {{ link }} in a text inserts it."),
+        help_text=_(
+            "Where the personal tracked link leads. The link replaces [link] in a text, or is "
+            "added at its end."
+        ),
     )
     schedule_kind = models.CharField(
         _("schedule"), max_length=10, choices=ScheduleKind.choices, default=ScheduleKind.NOW
@@ -263,6 +266,8 @@ class CampaignRun(models.Model):
     )
     audience = models.PositiveIntegerField(_("audience"), default=0)
     processed = models.PositiveIntegerField(_("processed"), default=0)
+    # Keyset position in the audience snapshot: a resumed or concurrent planner goes on from here.
+    last_client_id = models.BigIntegerField(default=0, editable=False)
     planned = models.PositiveIntegerField(_("planned"), default=0)
     control = models.PositiveIntegerField(_("control group"), default=0)
     excluded = models.JSONField(_("excluded, by reason"), default=dict, blank=True)

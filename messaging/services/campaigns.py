@@ -1,0 +1,369 @@
+"""Campaigns: start a run, plan it batch by batch, keep its schedule in django-celery-beat.
+
+A run walks its audience snapshot (segment membership, refreshed when the run starts) in client
+id order. Each batch is one transaction that holds the run's row lock and records how far it got,
+so a second planner on the same run (a duplicated task, a restart after a crash) continues where
+the first stopped instead of planning anything twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_celery_beat.models import ClockedSchedule, PeriodicTask
+
+from crm.models import Channel, Client
+from messaging.models import (
+    Campaign,
+    CampaignRun,
+    CampaignStatus,
+    RunStatus,
+    ScheduleKind,
+)
+from messaging.services.planning import BatchOutcome, Candidate, Origin, Reason, plan_batch
+from messaging.services.policy import Policy, active_policy
+from segments.models import Segment, SegmentMember
+from segments.services import segment_refresh_membership
+
+
+class CampaignError(Exception):
+    """A campaign cannot start: say why in words a marketer understands."""
+
+
+def campaign_segments(campaign: Campaign) -> list[Segment]:
+    if campaign.segment_id:
+        return [campaign.segment]  # type: ignore[list-item]
+    if campaign.offer_id:
+        return list(campaign.offer.segments.all())  # type: ignore[union-attr]
+    return []
+
+
+def campaign_validate(campaign: Campaign, *, at: dt.datetime | None = None) -> None:
+    """Raise :class:`CampaignError` when the campaign could not send anything sensible."""
+    at = at or timezone.now()
+    channels = list(campaign.channels or [])
+    if not channels:
+        raise CampaignError(_("Choose at least one channel."))
+    unknown = [c for c in channels if c not in Channel.values]
+    if unknown:
+        raise CampaignError(_("Unknown channels: %s.") % ", ".join(map(str, unknown)))
+    if not campaign_segments(campaign):
+        raise CampaignError(_("Choose an audience: a segment, or an offer with segments."))
+    offer = campaign.offer
+    if offer is not None:
+        if offer.status != "active" or not (offer.starts_at <= at < offer.ends_at):
+            raise CampaignError(_("The offer is not active now."))
+        missing = [c for c in channels if c not in (offer.channels or [])]
+        if missing:
+            raise CampaignError(_("The offer has no text for: %s.") % ", ".join(map(str, missing)))
+        return
+    texts = {
+        Channel.SMS: campaign.sms_text,
+        Channel.CALL: campaign.voice_script,
+        Channel.EMAIL: campaign.email_body,
+    }
+    empty = [c for c in channels if not texts[Channel(c)].strip()]
+    if empty:
+        raise CampaignError(_("Write the message for: %s.") % ", ".join(map(str, empty)))
+
+
+def campaign_run_start(
+    *, campaign: Campaign | int, user: Any = None, now: dt.datetime | None = None
+) -> CampaignRun:
+    """Open a run and plan it in a task after commit. Refuses a second run while one plans."""
+    from messaging.tasks.campaigns import plan_campaign_run
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign_id = campaign if isinstance(campaign, int) else campaign.pk
+        locked = Campaign.objects.select_for_update().get(pk=campaign_id)
+        campaign_validate(locked, at=now)
+        if locked.runs.filter(status=RunStatus.PLANNING).exists():
+            raise CampaignError(_("A run of this campaign is being planned already."))
+        run = CampaignRun.objects.create(
+            campaign=locked,
+            started_at=now,
+            started_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        if locked.status in (CampaignStatus.DRAFT, CampaignStatus.FINISHED):
+            locked.status = (
+                CampaignStatus.SCHEDULED
+                if locked.schedule_kind == ScheduleKind.RECURRING
+                else CampaignStatus.RUNNING
+            )
+            locked.save(update_fields=["status", "updated_at"])
+        transaction.on_commit(lambda: plan_campaign_run.delay(run.pk))
+    return run
+
+
+def _audience(run: CampaignRun, segments: Sequence[Segment], limit: int) -> list[int]:
+    return list(
+        SegmentMember.objects.filter(
+            segment_id__in=[s.pk for s in segments], client_id__gt=run.last_client_id
+        )
+        .order_by("client_id")
+        .values_list("client_id", flat=True)
+        .distinct()[:limit]
+    )
+
+
+def campaign_run_plan(
+    *, run: CampaignRun | int, batch_size: int | None = None, now: dt.datetime | None = None
+) -> CampaignRun:
+    """Plan every batch of a run (resumable; safe to call twice at once)."""
+    run_id = run if isinstance(run, int) else run.pk
+    size = batch_size or settings.MESSAGING_PLAN_BATCH
+    current = CampaignRun.objects.select_related("campaign", "campaign__offer").get(pk=run_id)
+    if current.status != RunStatus.PLANNING:
+        return current
+    campaign = current.campaign
+    segments = campaign_segments(campaign)
+    try:
+        _snapshot_audience(current, segments, now)
+        policy = active_policy()
+        builder = _CandidateBuilder(campaign, policy)
+        while True:
+            with transaction.atomic():
+                locked = CampaignRun.objects.select_for_update().get(pk=run_id)
+                if locked.status != RunStatus.PLANNING:
+                    return locked
+                ids = _audience(locked, segments, size)
+                if not ids:
+                    locked.status = RunStatus.PLANNED
+                    locked.finished_at = timezone.now()
+                    locked.save(update_fields=["status", "finished_at"])
+                    _after_run(campaign)
+                    return locked
+                batch_now = now or timezone.now()
+                outcome = builder.plan(locked, ids, batch_now)
+                _record(locked, ids, outcome)
+    except Exception as exc:
+        CampaignRun.objects.filter(pk=run_id, status=RunStatus.PLANNING).update(
+            status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        raise
+
+
+def _snapshot_audience(run: CampaignRun, segments: Sequence[Segment], now: Any) -> None:
+    """Refresh the audience's membership once per run (not when resuming) and record its size."""
+    if run.processed or run.audience:
+        return
+    for segment in segments:
+        segment_refresh_membership(segment=segment, now=now)
+    audience = (
+        SegmentMember.objects.filter(segment_id__in=[s.pk for s in segments])
+        .values("client_id")
+        .distinct()
+        .count()
+    )
+    CampaignRun.objects.filter(pk=run.pk).update(audience=audience)
+    run.audience = audience
+
+
+def _record(run: CampaignRun, ids: Sequence[int], outcome: BatchOutcome) -> None:
+    excluded = dict(run.excluded or {})
+    for reason, count in outcome.excluded.items():
+        excluded[reason] = excluded.get(reason, 0) + count
+    run.processed += len(ids)
+    run.last_client_id = ids[-1]
+    run.planned += outcome.planned
+    run.control += outcome.control
+    run.excluded = excluded
+    run.save(update_fields=["processed", "last_client_id", "planned", "control", "excluded"])
+
+
+def _after_run(campaign: Campaign) -> None:
+    from messaging.tasks.dispatch import dispatch_messages
+
+    if campaign.schedule_kind != ScheduleKind.RECURRING:
+        Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
+            status=CampaignStatus.FINISHED
+        )
+    # Messages due now go out without waiting for the next periodic dispatch.
+    transaction.on_commit(lambda: dispatch_messages.delay())
+
+
+class _CandidateBuilder:
+    """Turns a batch of client ids into candidates: the offer engine's proposals, or the
+    campaign's own plain texts rendered per client."""
+
+    def __init__(self, campaign: Campaign, policy: Policy) -> None:
+        self.campaign = campaign
+        self.policy = policy
+        self.catalog: Any = None
+        self.templates: dict[str, tuple[Any, Any]] = {}
+        if campaign.offer_id is None:
+            from offers.templating import compile_message_template
+
+            sources = {
+                Channel.SMS: ("", campaign.sms_text),
+                Channel.CALL: ("", campaign.voice_script),
+                Channel.EMAIL: (campaign.email_subject, campaign.email_body),
+            }
+            for channel in campaign.channels:
+                subject, body = sources[Channel(channel)]
+                self.templates[channel] = (
+                    compile_message_template(subject) if subject else None,
+                    compile_message_template(body, html=channel == Channel.EMAIL),
+                )
+
+    def origin(self, run: CampaignRun) -> Origin:
+        c = self.campaign
+        return Origin(
+            channels=list(c.channels),
+            key_prefix=f"run:{run.pk}",
+            run_id=run.pk,
+            prefer_client_channel=c.prefer_client_channel,
+            target=c.time_target,
+            is_transactional=c.is_transactional,
+            landing_url=c.landing_url,
+        )
+
+    def plan(self, run: CampaignRun, ids: Sequence[int], now: dt.datetime) -> BatchOutcome:
+        origin = self.origin(run)
+        if self.campaign.offer_id is None:
+            candidates = self._plain(ids)
+            return plan_batch(origin=origin, candidates=candidates, policy=self.policy, now=now)
+        candidates, missing = self._proposed(ids, now)
+        outcome = plan_batch(origin=origin, candidates=candidates, policy=self.policy, now=now)
+        if missing:
+            outcome.excluded[Reason.NO_PRODUCT] += missing
+        return outcome
+
+    def _proposed(self, ids: Sequence[int], now: dt.datetime) -> tuple[list[Candidate], int]:
+        from offers.catalog import Catalog
+        from offers.engine import propose
+
+        offer = self.campaign.offer
+        if self.catalog is None:
+            self.catalog = Catalog.load(at=now)
+        channels = list(self.campaign.channels)
+        proposals = propose(
+            ids,
+            offers=[offer],
+            channel=channels[0] if len(channels) == 1 else None,
+            at=now,
+            catalog=self.catalog,
+            assign_codes=False,
+        )
+        candidates = [
+            Candidate(
+                client_id=p.client_id,
+                texts={ch: (t.subject, t.text) for ch, t in p.texts.items()},
+                offer_id=p.offer_id,
+                variant_id=p.variant_id,
+                reason=p.reason,
+                products=_products_json(p.products),
+                expires_at=p.valid_until,
+                is_control=p.is_control,
+                promo_pool_id=p.promo_pool_id,
+            )
+            for p in proposals
+        ]
+        return candidates, len(ids) - len(candidates)
+
+    def _plain(self, ids: Sequence[int]) -> list[Candidate]:
+        from offers.templating import render, render_html
+
+        rows = Client.objects.filter(pk__in=ids).values_list(
+            "id", "first_name", "middle_name", "last_name", "city", "gender"
+        )
+        candidates = []
+        for cid, first, middle, last, city, gender in rows:
+            context = {
+                "client": {
+                    "first_name": first,
+                    "middle_name": middle,
+                    "last_name": last,
+                    "full_name": " ".join(p for p in (last, first, middle) if p),
+                    "name": " ".join(p for p in (first, middle) if p),
+                    "city": city,
+                    "gender": gender,
+                }
+            }
+            texts = {}
+            for channel, (subject_t, body_t) in self.templates.items():
+                subject = render(subject_t, context) if subject_t else ""
+                body = (
+                    render_html(body_t, context)
+                    if channel == Channel.EMAIL
+                    else render(body_t, context)
+                )
+                texts[channel] = (subject, body)
+            candidates.append(Candidate(client_id=cid, texts=texts))
+        return candidates
+
+
+def _products_json(products: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Products as stored on the message: JSON-safe (prices as strings)."""
+    return json.loads(json.dumps(list(products), default=str))
+
+
+# Schedules --------------------------------------------------------------------------------------
+
+
+def campaign_schedule_sync(*, campaign: Campaign) -> PeriodicTask | None:
+    """Keep the campaign's beat entry in step with its schedule (one-off at a time, or crontab).
+
+    The entry lives in django-celery-beat, so staff see it with the other periodic tasks; it is
+    enabled only while the campaign is scheduled."""
+    name = f"campaign #{campaign.pk}: {campaign.name}"[:200]
+    task = campaign.periodic_task
+    wants = campaign.status == CampaignStatus.SCHEDULED and (
+        (campaign.schedule_kind == ScheduleKind.AT and campaign.run_at is not None)
+        or (campaign.schedule_kind == ScheduleKind.RECURRING and campaign.crontab_id is not None)
+    )
+    if not wants:
+        if task is not None:
+            task.enabled = False
+            task.save(update_fields=["enabled"])
+        return task
+    fields: dict[str, Any] = {
+        "name": name,
+        "task": "messaging.tasks.campaigns.start_campaign_run",
+        "kwargs": json.dumps({"campaign_id": campaign.pk}),
+        "queue": "messaging",
+        "enabled": True,
+        "crontab": None,
+        "clocked": None,
+        "interval": None,
+        "one_off": False,
+    }
+    if campaign.schedule_kind == ScheduleKind.AT:
+        clocked, _created = ClockedSchedule.objects.get_or_create(clocked_time=campaign.run_at)
+        fields.update(clocked=clocked, one_off=True)
+    else:
+        fields["crontab"] = campaign.crontab
+    if task is None:
+        task = PeriodicTask.objects.create(**fields)
+        Campaign.objects.filter(pk=campaign.pk).update(periodic_task=task)
+        campaign.periodic_task = task
+    else:
+        for key, value in fields.items():
+            setattr(task, key, value)
+        task.save()
+    return task
+
+
+def campaign_schedule(*, campaign: Campaign, user: Any = None) -> CampaignRun | None:
+    """Arm the campaign: start now, or let beat start it at its time / on its crontab."""
+    if campaign.schedule_kind == ScheduleKind.NOW:
+        return campaign_run_start(campaign=campaign, user=user)
+    campaign_validate(campaign)
+    campaign.status = CampaignStatus.SCHEDULED
+    campaign.save(update_fields=["status", "updated_at"])
+    campaign_schedule_sync(campaign=campaign)
+    return None
+
+
+def campaign_pause(*, campaign: Campaign) -> None:
+    campaign.status = CampaignStatus.PAUSED
+    campaign.save(update_fields=["status", "updated_at"])
+    campaign_schedule_sync(campaign=campaign)

@@ -1,0 +1,434 @@
+"""Dispatch: due Messages -> gateway backends, exactly once, consent re-checked at send time.
+
+A chunk goes through two transactions:
+
+1. **Claim** (short): take due ``planned`` messages with ``FOR UPDATE SKIP LOCKED`` (workers
+   never wait for or take each other's messages), mark them ``queued`` with a lease and one more
+   attempt, commit. From here on a crash leaves a visible trace: a ``queued`` message whose
+   lease ran out.
+2. **Send**: lock the chunk's consent rows ``FOR SHARE`` and re-check them, expiry, quiet hours
+   and blocked numbers; hand the rest to the backend; record each outcome; commit. A withdrawal
+   (which updates the consent row) therefore either commits before this check and the message
+   is cancelled, or waits until the send is recorded — never a send after a withdrawal.
+
+A ``queued`` message whose lease expired (its worker died between claim and record) is
+recovered: if the backend can say which messages it accepted (``lookup``), those become ``sent``
+and the rest are sent again (an idempotent backend dedupes them by key); a backend that can do
+neither gets them marked failed with "outcome unknown", because sending twice is worse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.html import strip_tags
+
+from crm.models import Channel, Consent, ConsentPurpose
+from messaging.backends import BaseBackend, OutgoingMessage, SendResult, SendStatus, get_backend
+from messaging.backends.base import PermanentGatewayError, RetryableGatewayError
+from messaging.models import (
+    CampaignStatus,
+    Message,
+    MessageStatus,
+    NumberBlock,
+    RateBucket,
+)
+from messaging.services.outbox import unsubscribe_token
+from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
+
+log = logging.getLogger(__name__)
+
+# Fields a chunk's outcome writes back.
+_RESULT_FIELDS = [
+    "status",
+    "status_reason",
+    "provider_id",
+    "error",
+    "sent_at",
+    "scheduled_for",
+    "claimed_until",
+    "updated_at",
+]
+
+
+@dataclass
+class DispatchResult:
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return self.counts["sent"]
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        return f"{parts or 'nothing due'} in {self.seconds:.1f} s"
+
+
+def dispatch_due(
+    *,
+    channels: Sequence[str] | None = None,
+    now: dt.datetime | None = None,
+    max_messages: int | None = None,
+    budget_seconds: float | None = None,
+    chunk_size: int | None = None,
+) -> DispatchResult:
+    """Send every due message (or up to ``max_messages`` / ``budget_seconds``)."""
+    started = time.monotonic()
+    result = DispatchResult()
+    chunk = chunk_size or settings.MESSAGING_DISPATCH_CHUNK
+    policy = active_policy()
+    backends: dict[str, BaseBackend] = {}
+    try:
+        result.counts.update(recover_stale_claims(channels=channels, backends=backends))
+        while True:
+            if max_messages is not None and result.counts.total() >= max_messages:
+                break
+            if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+                break
+            at = now or timezone.now()
+            size = (
+                chunk if max_messages is None else min(chunk, max_messages - result.counts.total())
+            )
+            claimed = _claim(channels=channels, now=at, limit=size)
+            if not claimed:
+                break
+            result.counts.update(_send_chunk(claimed, policy=policy, now=at, backends=backends))
+    finally:
+        for backend in backends.values():
+            backend.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _backend(channel: str, backends: dict[str, BaseBackend]) -> BaseBackend:
+    if channel not in backends:
+        backend = get_backend(channel)
+        backend.open()
+        backends[channel] = backend
+    return backends[channel]
+
+
+def _due(channels: Sequence[str] | None, now: dt.datetime) -> Any:
+    queryset = Message.objects.filter(status=MessageStatus.PLANNED, scheduled_for__lte=now)
+    if channels:
+        queryset = queryset.filter(channel__in=list(channels))
+    # A paused campaign's messages wait; they are not lost.
+    return queryset.exclude(run__campaign__status=CampaignStatus.PAUSED)
+
+
+def _claim(*, channels: Sequence[str] | None, now: dt.datetime, limit: int) -> list[Message]:
+    lease = now + dt.timedelta(seconds=settings.MESSAGING_CLAIM_SECONDS)
+    with transaction.atomic():
+        queryset = _due(channels, now).order_by("scheduled_for", "pk")
+        if connection.features.has_select_for_update_skip_locked:
+            queryset = queryset.select_for_update(skip_locked=True, of=("self",))
+        ids = list(queryset.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        Message.objects.filter(pk__in=ids).update(
+            status=MessageStatus.QUEUED,
+            claimed_until=lease,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    return list(
+        Message.objects.filter(pk__in=ids)
+        .select_related("client", "run__campaign")
+        .only(
+            "id",
+            "client_id",
+            "channel",
+            "recipient",
+            "subject",
+            "text",
+            "status",
+            "attempts",
+            "scheduled_for",
+            "expires_at",
+            "is_transactional",
+            "idempotency_key",
+            "run_id",
+            "client__time_zone",
+            "run__campaign__throttle_per_second",
+        )
+        .order_by("scheduled_for", "pk")
+    )
+
+
+def _granted(messages: Sequence[Message]) -> set[tuple[int, str]]:
+    """The (client, channel) marketing consents in force, locked against change until commit."""
+    pairs = {(m.client_id, m.channel) for m in messages if not m.is_transactional}
+    if not pairs:
+        return set()
+    clients = sorted({c for c, _ in pairs})
+    channels = sorted({ch for _, ch in pairs})
+    if connection.vendor == "postgresql":
+        # FOR SHARE: a concurrent withdrawal waits for this chunk's commit (see module doc).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT client_id, channel, is_granted FROM crm_consent WHERE purpose = %s "
+                "AND client_id = ANY(%s) AND channel = ANY(%s) FOR SHARE",
+                [ConsentPurpose.MARKETING.value, clients, channels],
+            )
+            rows = cursor.fetchall()
+    else:  # SQLite: the IMMEDIATE transaction already excludes every other writer.
+        rows = list(
+            Consent.objects.filter(
+                client_id__in=clients, channel__in=channels, purpose=ConsentPurpose.MARKETING
+            ).values_list("client_id", "channel", "is_granted")
+        )
+    return {(client, channel) for client, channel, granted in rows if granted}
+
+
+def _outgoing(message: Message) -> OutgoingMessage:
+    if message.channel != Channel.EMAIL:
+        return OutgoingMessage(
+            id=message.pk,
+            idempotency_key=message.idempotency_key,
+            channel=message.channel,
+            to=message.recipient,
+            text=message.text,
+        )
+    html = message.text
+    headers: dict[str, str] = {}
+    text = strip_tags(html).strip()
+    if not message.is_transactional:
+        url = f"{settings.PUBLIC_BASE_URL.rstrip('/')}/u/{unsubscribe_token(message.pk)}"
+        headers = {
+            "List-Unsubscribe": f"<{url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        html = f'{html}<p style="font-size:small"><a href="{url}">Отписаться / Unsubscribe</a></p>'
+        text = f"{text}\n\n--\nОтписаться / Unsubscribe: {url}"
+    return OutgoingMessage(
+        id=message.pk,
+        idempotency_key=message.idempotency_key,
+        channel=message.channel,
+        to=message.recipient,
+        subject=message.subject,
+        text=text,
+        html=html,
+        headers=headers,
+    )
+
+
+def _send_chunk(
+    messages: list[Message], *, policy: Policy, now: dt.datetime, backends: dict[str, BaseBackend]
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    by_channel: dict[str, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_channel[message.channel].append(message)
+    # Rates are waited for before the transaction, so no lock is held while sleeping.
+    for channel, group in by_channel.items():
+        _throttle(_backend(channel, backends), group)
+    with transaction.atomic():
+        granted = _granted(messages)
+        blocked = _blocked([m for m in messages if m.channel == Channel.CALL])
+        ready: list[Message] = []
+        for message in messages:
+            verdict = _recheck(message, policy, now, granted, blocked)
+            if verdict:
+                counts[verdict] += 1
+            else:
+                ready.append(message)
+        ready_ids = {m.pk for m in ready}
+        for channel, group in by_channel.items():
+            sendable = [m for m in group if m.pk in ready_ids]
+            if sendable:
+                counts.update(_deliver(_backend(channel, backends), sendable, now))
+        Message.objects.bulk_update(messages, _RESULT_FIELDS, batch_size=500)
+    return counts
+
+
+def _blocked(calls: Sequence[Message]) -> set[str]:
+    if not calls:
+        return set()
+    phones = {m.recipient for m in calls}
+    return set(NumberBlock.objects.filter(phone__in=phones).values_list("phone", flat=True))
+
+
+def _recheck(
+    message: Message,
+    policy: Policy,
+    now: dt.datetime,
+    granted: set[tuple[int, str]],
+    blocked: set[str],
+) -> str:
+    """Right before sending: consent, expiry, blocked number, quiet hours. Returns the verdict
+    for a message that must not go now ('' for one that may), having set its new state."""
+    message.updated_at = now
+    message.claimed_until = None
+    if not message.is_transactional and (message.client_id, message.channel) not in granted:
+        message.status = MessageStatus.CANCELLED
+        message.status_reason = "no consent at send time"
+        return "cancelled"
+    if message.expires_at is not None and message.expires_at <= now:
+        message.status = MessageStatus.EXPIRED
+        message.status_reason = "offer expired"
+        return "expired"
+    if message.channel == Channel.CALL and message.recipient in blocked:
+        message.status = MessageStatus.CANCELLED
+        message.status_reason = "number blocked"
+        return "cancelled"
+    time_zone = str(message.client.time_zone)
+    if not message.is_transactional and is_quiet(
+        policy, channel=message.channel, time_zone=time_zone, at=now
+    ):
+        # Dispatch ran late (or the policy changed): wait for the next opening, or drop.
+        opening = next_send_time(policy, channel=message.channel, time_zone=time_zone, earliest=now)
+        if opening is None or (message.expires_at is not None and opening >= message.expires_at):
+            message.status = MessageStatus.EXPIRED
+            message.status_reason = "offer expires before the next allowed time"
+            return "expired"
+        message.status = MessageStatus.PLANNED
+        message.scheduled_for = opening
+        message.status_reason = "deferred: quiet hours"
+        return "deferred"
+    return ""
+
+
+def _deliver(backend: BaseBackend, group: list[Message], now: dt.datetime) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    try:
+        results = backend.send_messages([_outgoing(m) for m in group])
+    except RetryableGatewayError as exc:
+        results = [SendResult(m.pk, SendStatus.RETRY, error=str(exc)[:500]) for m in group]
+    except PermanentGatewayError as exc:
+        results = [SendResult(m.pk, SendStatus.FAILED, error=str(exc)[:500]) for m in group]
+    by_id = {r.message_id: r for r in results}
+    for message in group:
+        outcome = by_id.get(message.pk) or SendResult(
+            message.pk, SendStatus.RETRY, error="no result from the backend"
+        )
+        counts[_apply(message, outcome, now)] += 1
+    return counts
+
+
+def _apply(message: Message, result: SendResult, now: dt.datetime) -> str:
+    if result.status == SendStatus.SENT:
+        message.status = (
+            MessageStatus.DIALING if message.channel == Channel.CALL else MessageStatus.SENT
+        )
+        message.provider_id = result.provider_id[:100]
+        message.sent_at = now
+        message.error = ""
+        message.status_reason = ""
+        return "sent"
+    message.error = result.error
+    if result.status == SendStatus.RETRY and message.attempts < settings.MESSAGING_MAX_ATTEMPTS:
+        backoff = result.retry_after or 30 * 2 ** (message.attempts - 1)
+        message.status = MessageStatus.PLANNED
+        message.scheduled_for = now + dt.timedelta(seconds=backoff)
+        message.status_reason = "retry after a gateway error"
+        return "retried"
+    message.status = MessageStatus.FAILED
+    message.status_reason = (
+        "gateway refused" if result.status == SendStatus.FAILED else "too many attempts"
+    )
+    return "failed"
+
+
+# Rate limits ----------------------------------------------------------------------------------
+
+
+def _throttle(backend: BaseBackend, group: Sequence[Message]) -> None:
+    """Wait for the backend's and each campaign's rate, shared by every worker (token buckets
+    in the database)."""
+    wait = 0.0
+    if backend.rate_limit:
+        wait = max(wait, rate_acquire(f"backend:{backend.channel}", len(group), backend.rate_limit))
+    per_campaign: Counter[tuple[int, int]] = Counter()
+    for message in group:
+        if message.run_id and message.run is not None:
+            campaign = message.run.campaign
+            per_campaign[(campaign.pk, campaign.throttle_per_second)] += 1
+    for (campaign_id, rate), count in per_campaign.items():
+        if rate:
+            wait = max(wait, rate_acquire(f"campaign:{campaign_id}", count, float(rate)))
+    if wait > 0:
+        time.sleep(wait)
+
+
+def rate_acquire(key: str, tokens: int, rate: float) -> float:
+    """Take ``tokens`` from the bucket ``key`` refilled at ``rate`` per second (burst: one
+    second's worth); returns how long to wait before using them. Tokens may go negative: that
+    is a reservation, and the next caller waits for it too."""
+    now = timezone.now()
+    with transaction.atomic():
+        bucket, _created = RateBucket.objects.select_for_update().get_or_create(
+            key=key, defaults={"tokens": rate, "updated_at": now}
+        )
+        elapsed = max((now - bucket.updated_at).total_seconds(), 0.0)
+        available = min(rate, bucket.tokens + elapsed * rate)
+        remaining = available - tokens
+        RateBucket.objects.filter(pk=key).update(tokens=remaining, updated_at=now)
+    return 0.0 if remaining >= 0 else -remaining / rate
+
+
+# Crash recovery ---------------------------------------------------------------------------------
+
+
+def recover_stale_claims(
+    *, channels: Sequence[str] | None = None, backends: dict[str, BaseBackend] | None = None
+) -> Counter[str]:
+    """Settle messages whose worker died between claiming and recording them."""
+    backends = {} if backends is None else backends
+    counts: Counter[str] = Counter()
+    now = timezone.now()
+    stale = Message.objects.filter(status=MessageStatus.QUEUED, claimed_until__lt=now)
+    if channels:
+        stale = stale.filter(channel__in=list(channels))
+    for channel in stale.values_list("channel", flat=True).distinct():
+        with transaction.atomic():
+            queryset = stale.filter(channel=channel)
+            if connection.features.has_select_for_update_skip_locked:
+                queryset = queryset.select_for_update(skip_locked=True)
+            rows = list(queryset.only("id", "idempotency_key", "attempts", "channel")[:5000])
+            if not rows:
+                continue
+            backend = _backend(channel, backends)
+            accepted = backend.lookup([m.idempotency_key for m in rows])
+            for message in rows:
+                message.updated_at = now
+                message.claimed_until = None
+                if accepted is not None and message.idempotency_key in accepted:
+                    message.status = (
+                        MessageStatus.DIALING if channel == Channel.CALL else MessageStatus.SENT
+                    )
+                    message.provider_id = accepted[message.idempotency_key][:100]
+                    message.sent_at = now
+                    counts["recovered_sent"] += 1
+                elif accepted is not None or backend.idempotent:
+                    message.status = MessageStatus.PLANNED
+                    message.status_reason = "resent after a worker crash"
+                    counts["recovered_requeued"] += 1
+                else:
+                    message.status = MessageStatus.FAILED
+                    message.status_reason = "outcome unknown after a worker crash"
+                    counts["recovered_unknown"] += 1
+            Message.objects.bulk_update(
+                rows,
+                [
+                    "status",
+                    "status_reason",
+                    "provider_id",
+                    "sent_at",
+                    "claimed_until",
+                    "updated_at",
+                ],
+            )
+    if counts:
+        log.warning("Recovered stale dispatch claims: %s", dict(counts))
+    return counts

@@ -1,0 +1,239 @@
+"""Dispatch: due messages reach the backend once; consent, expiry and quiet hours re-checked."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.core import mail
+
+from crm.models import Channel, Consent
+from messaging.backends import locmem
+from messaging.models import Message, MessageStatus
+from messaging.services.campaigns import campaign_run_plan, campaign_run_start
+from messaging.services.dispatch import dispatch_due, recover_stale_claims
+from messaging.services.outbox import transactional_message_create
+from tests.messaging.conftest import MSK, NOW, World, withdraw
+
+pytestmark = pytest.mark.django_db
+
+
+def planned(world: World, now: dt.datetime = NOW) -> list[Message]:
+    run = campaign_run_start(campaign=world.campaign, now=now)
+    campaign_run_plan(run=run, now=now)
+    return list(Message.objects.order_by("pk"))
+
+
+def test_due_messages_are_sent_once(world: World) -> None:
+    messages = planned(world)
+
+    result = dispatch_due(now=NOW)
+    again = dispatch_due(now=NOW)
+
+    assert result.counts == {"sent": 5}
+    assert again.counts == {}
+    assert sorted(m.id for m in locmem.outbox) == [m.pk for m in messages]
+    sent = Message.objects.get(pk=messages[0].pk)
+    assert sent.status == MessageStatus.SENT
+    assert sent.provider_id.startswith("locmem-") and sent.sent_at == NOW and sent.attempts == 1
+    assert locmem.outbox[0].text == messages[0].text
+
+
+def test_messages_not_yet_due_wait(world: World) -> None:
+    planned(world)
+    Message.objects.update(scheduled_for=NOW + dt.timedelta(hours=1))
+
+    assert dispatch_due(now=NOW).counts == {}
+    assert dispatch_due(now=NOW + dt.timedelta(hours=1)).counts == {"sent": 5}
+
+
+def test_a_withdrawal_cancels_queued_messages_at_once(world: World) -> None:
+    planned(world)
+    withdraw(world.clients[0], Channel.SMS)
+
+    assert Message.objects.get(client=world.clients[0]).status == MessageStatus.CANCELLED
+    result = dispatch_due(now=NOW)
+    assert result.counts == {"sent": 4}
+    assert world.clients[0].pk not in {m.metadata.get("client") for m in locmem.outbox}
+    assert str(world.clients[0].phone) not in {m.to for m in locmem.outbox}
+
+
+def test_consent_is_checked_again_right_before_sending(world: World) -> None:
+    planned(world)
+    # A consent that disappears without the withdrawal hook (say, a direct data fix).
+    Consent.objects.filter(client=world.clients[1], channel=Channel.SMS).update(is_granted=False)
+
+    result = dispatch_due(now=NOW)
+
+    assert result.counts == {"sent": 4, "cancelled": 1}
+    message = Message.objects.get(client=world.clients[1])
+    assert (message.status, message.status_reason) == (
+        MessageStatus.CANCELLED,
+        "no consent at send time",
+    )
+
+
+def test_expired_offers_are_not_sent(world: World) -> None:
+    planned(world)
+    Message.objects.filter(client=world.clients[0]).update(expires_at=NOW)
+
+    assert dispatch_due(now=NOW).counts == {"sent": 4, "expired": 1}
+
+
+def test_a_late_dispatch_waits_for_the_next_opening(world: World) -> None:
+    planned(world)
+    night = dt.datetime(2026, 3, 4, 23, 30, tzinfo=MSK)
+
+    result = dispatch_due(now=night)
+
+    assert result.counts == {"deferred": 5}
+    assert set(Message.objects.values_list("scheduled_for", flat=True)) == {
+        dt.datetime(2026, 3, 5, 9, 0, tzinfo=MSK)
+    }
+    assert locmem.outbox == []
+
+
+def test_transient_errors_retry_with_backoff_then_fail(world: World, settings: Any) -> None:
+    settings.MESSAGING_MAX_ATTEMPTS = 2
+    messages = planned(world)
+    flaky = messages[0].recipient
+    locmem.fail_transiently.add(flaky)
+
+    first = dispatch_due(now=NOW)
+    retried = Message.objects.get(pk=messages[0].pk)
+    assert first.counts == {"sent": 4, "retried": 1}
+    assert retried.status == MessageStatus.PLANNED
+    assert retried.scheduled_for == NOW + dt.timedelta(seconds=30)
+
+    locmem.fail_transiently.add(flaky)
+    second = dispatch_due(now=NOW + dt.timedelta(minutes=1))
+    assert second.counts == {"failed": 1}
+    assert Message.objects.get(pk=messages[0].pk).status_reason == "too many attempts"
+
+
+def test_permanent_errors_fail_at_once(world: World) -> None:
+    messages = planned(world)
+    locmem.fail_permanently.add(messages[2].recipient)
+
+    assert dispatch_due(now=NOW).counts == {"sent": 4, "failed": 1}
+    failed = Message.objects.get(pk=messages[2].pk)
+    assert (failed.status, failed.error) == (MessageStatus.FAILED, "invalid number")
+
+
+def test_a_crash_after_the_gateway_accepted_never_sends_twice(world: World) -> None:
+    messages = planned(world)
+    # A worker claimed and sent two messages, then died before recording it.
+    crashed = messages[:2]
+    from messaging.backends import get_backend
+    from messaging.services.dispatch import _outgoing
+
+    get_backend("sms").send_messages([_outgoing(m) for m in crashed[:1]])
+    Message.objects.filter(pk__in=[m.pk for m in crashed]).update(
+        status=MessageStatus.QUEUED, claimed_until=NOW - dt.timedelta(seconds=1), attempts=1
+    )
+
+    recovered = recover_stale_claims()
+    result = dispatch_due(now=NOW)
+
+    assert recovered == {"recovered_sent": 1, "recovered_requeued": 1}
+    assert result.counts == {"sent": 4}
+    assert sorted(m.id for m in locmem.outbox) == [m.pk for m in messages]
+
+
+def test_a_backend_that_cannot_tell_gets_unknown_outcomes_failed(
+    world: World, settings: Any
+) -> None:
+    settings.SMS_BACKEND = "messaging.backends.console.ConsoleBackend"
+    messages = planned(world)
+    Message.objects.filter(pk=messages[0].pk).update(
+        status=MessageStatus.QUEUED, claimed_until=NOW - dt.timedelta(seconds=1)
+    )
+
+    assert recover_stale_claims() == {"recovered_unknown": 1}
+    assert Message.objects.get(pk=messages[0].pk).status == MessageStatus.FAILED
+
+
+def test_transactional_messages_skip_consent_and_quiet_hours(world: World) -> None:
+    client = world.clients[0]
+    withdraw(client, Channel.SMS)
+    message = transactional_message_create(
+        client_id=client.pk,
+        channel=Channel.SMS,
+        recipient=str(client.phone),
+        text="Вы отписались от рассылки.",
+        idempotency_key="stop-confirm:1",
+        scheduled_for=NOW,
+    )
+    twice = transactional_message_create(
+        client_id=client.pk,
+        channel=Channel.SMS,
+        recipient=str(client.phone),
+        text="Вы отписались от рассылки.",
+        idempotency_key="stop-confirm:1",
+    )
+    night = dt.datetime(2026, 3, 4, 23, 30, tzinfo=MSK)
+
+    assert twice.pk == message.pk
+    assert dispatch_due(now=night).counts == {"sent": 1}
+
+
+def test_email_carries_html_text_and_one_click_unsubscribe(world: World, client: Any) -> None:
+    world.campaign.channels = ["email"]
+    world.campaign.save()
+    messages = planned(world)
+
+    dispatch_due(now=NOW)
+
+    assert len(mail.outbox) == 5
+    letter = mail.outbox[0]
+    assert letter.to == [messages[0].recipient]
+    assert letter.subject == messages[0].subject
+    html = letter.alternatives[0][0]
+    unsubscribe = letter.extra_headers["List-Unsubscribe"].strip("<>")
+    assert letter.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert unsubscribe in html and unsubscribe in letter.body
+    assert "<p>" not in letter.body
+
+    path = unsubscribe.removeprefix("https://lichno.example")
+    assert client.get(path).status_code == 200
+    assert Consent.objects.get(client=world.clients[0], channel="email").is_granted
+    response = client.post(path, {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    consent = Consent.objects.get(client=world.clients[0], channel="email")
+    assert (consent.is_granted, consent.source) == (False, "email_unsubscribe")
+
+
+def test_tracked_link_records_the_click_and_redirects(world: World, client: Any) -> None:
+    world.campaign.landing_url = "https://shop.example/cats"
+    world.campaign.save()
+    message = planned(world)[0]
+
+    response = client.get(f"/o/{message.link_token}", HTTP_USER_AGENT="test")
+    client.get(f"/o/{message.link_token}")
+
+    assert response.status_code == 302 and response["Location"] == "https://shop.example/cats"
+    message.refresh_from_db()
+    assert message.clicked_at is not None
+    assert message.clicks.count() == 2
+    assert client.get("/o/unknown-token").status_code == 404
+
+
+def test_dispatch_queries_do_not_grow_with_the_chunk() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.messaging.conftest import make_world
+
+    def queries(n: int) -> int:
+        w = make_world(n)
+        planned(w)
+        with CaptureQueriesContext(connection) as ctx:
+            result = dispatch_due(now=NOW, chunk_size=1000)
+        assert result.counts == {"sent": n}
+        Message.objects.all().delete()
+        sql = [q["sql"] for q in ctx.captured_queries]
+        return sum(1 for s in sql if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT")))
+
+    small, large = queries(5), queries(60)
+    assert small == large <= 16
