@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from crm import services
+from crm import privacy, services, tasks
 from crm.admin_import import ClientExportMixin, FileImportAdminMixin
 from crm.admin_utils import BigTableAdmin, ReadOnlyAdminMixin
 from crm.models import (
@@ -136,7 +141,12 @@ class ClientAdmin(FileImportAdminMixin, ClientExportMixin, BigTableAdmin):
     ordering = ("-id",)
     autocomplete_fields = ("interests",)
     inlines = (ConsentInline, ConsentEventInline, ChildInline, PetInline)
-    actions = (add_selected_to_segment,)
+    actions = (
+        add_selected_to_segment,
+        "export_personal_data_json",
+        "export_personal_data_csv",
+        "anonymize_selected",
+    )
     readonly_fields = (
         "related_links",
         "created_at",
@@ -214,6 +224,186 @@ class ClientAdmin(FileImportAdminMixin, ClientExportMixin, BigTableAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Clients are anonymized, never deleted: purchases and consent history must remain.
         return False
+
+    # Personal data (152-FZ): export, anonymization -------------------------------------------
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # An anonymized client is a closed record: nobody types personal data back into it.
+        if obj is not None and obj.is_anonymized:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_export_personal_data_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("crm.export_personal_data")
+
+    def has_anonymize_client_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("crm.anonymize_client")
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/personal-data.<str:file_format>",
+                wrap(self.personal_data_view),
+                name="crm_client_personal_data",
+            ),
+            path(
+                "<path:object_id>/anonymize/",
+                wrap(self.anonymize_view),
+                name="crm_client_anonymize",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_export_personal_data": self.has_export_personal_data_permission(request),
+            "can_anonymize_client": self.has_anonymize_client_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def personal_data_view(
+        self, request: HttpRequest, object_id: str, file_format: str
+    ) -> HttpResponse:
+        if not self.has_export_personal_data_permission(request):
+            raise PermissionDenied
+        client = get_object_or_404(Client, pk=object_id)
+        return self._personal_data_response(request, [client.pk], file_format)
+
+    def _personal_data_response(
+        self, request: HttpRequest, client_ids: list[int], file_format: str
+    ) -> HttpResponse:
+        if file_format not in ("json", "csv"):
+            raise PermissionDenied
+        data = privacy.personal_data_export(
+            client_ids=client_ids, actor=request.user, file_format=file_format
+        )
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        name = f"client-{client_ids[0]}" if len(client_ids) == 1 else f"clients-{len(client_ids)}"
+        if file_format == "json":
+            response = HttpResponse(
+                privacy.personal_data_to_json(data), content_type="application/json"
+            )
+        else:
+            # With a BOM: Excel then reads the Cyrillic as UTF-8.
+            response = HttpResponse(
+                "\ufeff" + privacy.personal_data_to_csv(data),
+                content_type="text/csv; charset=utf-8",
+            )
+        response["Content-Disposition"] = (
+            f'attachment; filename="personal-data-{name}-{stamp}.{file_format}"'
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _export_selected(
+        self, request: HttpRequest, queryset: QuerySet[Client], file_format: str
+    ) -> HttpResponse | None:
+        ids = list(
+            queryset.order_by("pk").values_list("pk", flat=True)[: privacy.EXPORT_MAX_CLIENTS + 1]
+        )
+        if len(ids) > privacy.EXPORT_MAX_CLIENTS:
+            self.message_user(
+                request,
+                _("Select at most %(count)d clients for a personal data export.")
+                % {"count": privacy.EXPORT_MAX_CLIENTS},
+                messages.ERROR,
+            )
+            return None
+        return self._personal_data_response(request, ids, file_format)
+
+    @admin.action(
+        description=_("Export personal data of selected clients (JSON)"),
+        permissions=["export_personal_data"],
+    )
+    def export_personal_data_json(
+        self, request: HttpRequest, queryset: QuerySet[Client]
+    ) -> HttpResponse | None:
+        return self._export_selected(request, queryset, "json")
+
+    @admin.action(
+        description=_("Export personal data of selected clients (CSV)"),
+        permissions=["export_personal_data"],
+    )
+    def export_personal_data_csv(
+        self, request: HttpRequest, queryset: QuerySet[Client]
+    ) -> HttpResponse | None:
+        return self._export_selected(request, queryset, "csv")
+
+    @admin.action(
+        description=_("Anonymize selected clients (irreversible)"),
+        permissions=["anonymize_client"],
+    )
+    def anonymize_selected(
+        self, request: HttpRequest, queryset: QuerySet[Client]
+    ) -> HttpResponse | None:
+        pending = queryset.filter(is_anonymized=False)
+        if request.POST.get("confirm") == "yes":
+            ids = list(pending.values_list("pk", flat=True))
+            self._anonymize(request, ids)
+            return None
+        count = pending.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Anonymize clients"),
+            "count": count,
+            "examples": list(pending.order_by("pk")[:20]),
+            "action_name": "anonymize_selected",
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "cancel_url": request.get_full_path(),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/crm/client/anonymize_confirmation.html", context)
+
+    def anonymize_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_anonymize_client_permission(request):
+            raise PermissionDenied
+        client = get_object_or_404(Client, pk=object_id)
+        change_url = reverse("admin:crm_client_change", args=[client.pk])
+        if client.is_anonymized:
+            self.message_user(request, _("This client is already anonymized."), messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            self._anonymize(request, [client.pk])
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Anonymize client"),
+            "original": client,
+            "count": 1,
+            "examples": [client],
+            "cancel_url": change_url,
+        }
+        return TemplateResponse(request, "admin/crm/client/anonymize_confirmation.html", context)
+
+    def _anonymize(self, request: HttpRequest, ids: list[int]) -> None:
+        if len(ids) > privacy.BATCH_SIZE:
+            # Thousands of clients: in the background, in chunks, after this request commits.
+            count = tasks.client_anonymize_enqueue(client_ids=ids, actor_id=request.user.pk)
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d client will be anonymized in the background.",
+                    "%(count)d clients will be anonymized in the background.",
+                    count,
+                )
+                % {"count": count},
+                messages.SUCCESS,
+            )
+            return
+        done = privacy.client_anonymize_many(client_ids=ids, actor=request.user)
+        self.message_user(
+            request,
+            ngettext("%(count)d client anonymized.", "%(count)d clients anonymized.", len(done))
+            % {"count": len(done)},
+            messages.SUCCESS,
+        )
 
     def save_model(self, request: HttpRequest, obj: Client, form: Any, change: bool) -> None:
         services.client_save(client=obj, actor=request.user, changed_fields=form.changed_data)
@@ -413,3 +603,10 @@ class AuditLogAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     list_filter = ("action",)
     list_select_related = ("actor", "client")
     ordering = ("-id",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditLog]:
+        # Operators see what they did themselves; who else read a card is not theirs to know.
+        queryset = super().get_queryset(request)
+        if request.user.has_perm("crm.view_all_auditlog"):
+            return queryset
+        return queryset.filter(actor=request.user)

@@ -133,6 +133,10 @@ class Client(TimeStamped):
     class Meta:
         verbose_name = _("client")
         verbose_name_plural = _("clients")
+        permissions = [
+            ("export_personal_data", _("Can export a client's personal data")),
+            ("anonymize_client", _("Can anonymize clients (irreversible)")),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["external_id"], name="client_external_id_unique")
         ]
@@ -208,6 +212,7 @@ class ConsentSource(models.TextChoices):
     INBOUND_SMS = "inbound_sms", _("inbound SMS (STOP)")
     EMAIL_UNSUBSCRIBE = "email_unsubscribe", _("e-mail unsubscribe link")
     ADMIN = "admin", _("admin")
+    ANONYMIZATION = "anonymization", _("anonymization")
 
 
 class ConsentEvent(models.Model):
@@ -560,6 +565,8 @@ class AuditLog(models.Model):
     class Meta:
         verbose_name = _("audit log entry")
         verbose_name_plural = _("audit log")
+        # Without it a user sees only the entries of their own actions.
+        permissions = [("view_all_auditlog", _("Can see every user's audit entries"))]
         indexes = [models.Index(fields=["client", "-occurred_at"], name="audit_client_time_idx")]
 
     def __str__(self) -> str:

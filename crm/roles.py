@@ -76,12 +76,20 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     + ["crm.export_clients"]
     # Offers, their texts, cross-sell rules, mined associations and promo codes (issue 5).
     + _perms(_OFFERS, "view", "add", "change", "delete")
-    + ["offers.redeem_promocode"],
+    + ["offers.redeem_promocode"]
+    # Personal data (issue 8): answer a client's "what do you store about me" and "forget me",
+    # and read the whole audit log.
+    + ["crm.export_personal_data", "crm.anonymize_client"]
+    + ["crm.view_auditlog", "crm.view_all_auditlog"]
+    # Campaign results and report exports (issue 8).
+    + ["messaging.view_results"],
     # Operators read client data and record what a client said: consent and call outcomes.
+    # They export nothing, edit no offers, and see only their own audit entries.
     OPERATOR: _perms(_CLIENT_DATA, "view")
     + ["crm.add_consentevent"]
     + _perms(["segments.segment"], "view")
-    + _perms(_OFFERS, "view"),
+    + _perms(_OFFERS, "view")
+    + ["crm.view_auditlog"],
     # Integrations push data through the API only (they are not staff).
     INTEGRATION: _perms(_CLIENT_DATA, "view")
     + _perms(

@@ -14,6 +14,7 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import module_has_submodule
+from django.utils.translation import gettext_lazy as _
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
 
@@ -52,3 +53,17 @@ def collect_schedules() -> list[Schedule]:
     if duplicates:
         raise ImproperlyConfigured(f"Duplicate schedule names: {duplicates}")
     return found
+
+
+# crm's own periodic tasks (the registry above collects them like any app's).
+SCHEDULES = [
+    Schedule(
+        name="crm: personal data retention",
+        task="crm.tasks.privacy_retention",
+        crontab={"minute": "15", "hour": "4"},
+        description=_(
+            "Anonymize clients with no purchase, event or consent change and no granted "
+            "consent for PRIVACY_RETENTION_YEARS years (152-FZ), in batches."
+        ),
+    )
+]

@@ -5,6 +5,7 @@ Defaults need no services: SQLite in var/ and a filesystem Celery broker.
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "import_export",
     "phonenumber_field",
+    "axes",
     "crm",
     "loyalty",
     "segments",
@@ -53,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "crm.urls"
@@ -118,6 +122,43 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
 LOGIN_URL = "admin:login"
+
+# Login hardening (152-FZ: staff read personal data). django-axes counts failed logins per
+# username *and* IP together: a call center behind one NAT address is not locked out as a whole
+# by one operator's typos, and guessing one account's password stops after AXES_FAILURE_LIMIT.
+# The first backend refuses locked-out credentials before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+# Behind a reverse proxy: how many proxies, and the header that carries the client address.
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = tuple(
+    env.list("AXES_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"])
+)
+
+# Sessions: a staff session lasts a working shift and ends with the browser; cookies are
+# HTTPS-only unless DEBUG or the site answers only on this machine (so `make run` works over
+# plain HTTP). SECURE_COOKIES overrides the guess either way.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=9 * 60 * 60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "testserver"}
+SECURE_COOKIES = env.bool(
+    "SECURE_COOKIES", default=not DEBUG and not set(ALLOWED_HOSTS) <= _LOCAL_HOSTS
+)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SAMESITE = "Lax"
+# Not HttpOnly: the segment builder's script may read the token from the cookie (Django's own
+# advice: HttpOnly on the CSRF cookie adds no protection).
+CSRF_COOKIE_HTTPONLY = False
 
 # Phone numbers: stored in E.164, parsed with this region when written without a country code.
 PHONENUMBER_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="RU")
@@ -245,9 +286,72 @@ MESSAGING_CLAIM_SECONDS = env.int("MESSAGING_CLAIM_SECONDS", default=120)
 MESSAGING_MAX_ATTEMPTS = env.int("MESSAGING_MAX_ATTEMPTS", default=5)
 # Planning: clients per batch (one transaction, a handful of statements).
 MESSAGING_PLAN_BATCH = env.int("MESSAGING_PLAN_BATCH", default=5000)
+
+# --- SMS gateways (sms helper): Kannel, direct SMPP, webhooks, inbound STOP ----------------------
+# Kannel smsbox sendsms: URL, sendsms-user credentials, sender, and the base URL of our DLR hook
+# that Kannel calls back (it must reach this server; the secret travels in it as ?token=).
+KANNEL_SENDSMS_URL = env.str("KANNEL_SENDSMS_URL", default="http://127.0.0.1:13013/cgi-bin/sendsms")
+KANNEL_USERNAME = env.str("KANNEL_USERNAME", default="lichno")
+KANNEL_PASSWORD = env.str("KANNEL_PASSWORD", default="lichno")
+KANNEL_FROM = env.str("KANNEL_FROM", default="Lichno")
+KANNEL_DLR_URL = env.str("KANNEL_DLR_URL", default="http://127.0.0.1:8000/hooks/kannel/dlr")
+KANNEL_TIMEOUT = env.float("KANNEL_TIMEOUT", default=10.0)
+# Direct SMPP 3.4 (ESME): where the SMSC listens, our credentials, sender and session limits.
+SMPP_HOST = env.str("SMPP_HOST", default="127.0.0.1")
+SMPP_PORT = env.int("SMPP_PORT", default=2775)
+SMPP_SYSTEM_ID = env.str("SMPP_SYSTEM_ID", default="lichno")
+SMPP_PASSWORD = env.str("SMPP_PASSWORD", default="lichno")
+SMPP_SYSTEM_TYPE = env.str("SMPP_SYSTEM_TYPE", default="")
+SMPP_SOURCE_ADDR = env.str("SMPP_SOURCE_ADDR", default="Lichno")
+SMPP_WINDOW = env.int("SMPP_WINDOW", default=50)
+SMPP_THROUGHPUT = env.float("SMPP_THROUGHPUT", default=0.0)
+SMPP_TIMEOUT = env.float("SMPP_TIMEOUT", default=10.0)
+SMPP_ENQUIRE_LINK_SECONDS = env.float("SMPP_ENQUIRE_LINK_SECONDS", default=30.0)
+# Webhooks: a shared secret and an IP allow-list per backend (empty list: any address).
+HOOKS_KANNEL_SECRET = env.str("HOOKS_KANNEL_SECRET", default="")
+HOOKS_KANNEL_ALLOWED_IPS = env.list("HOOKS_KANNEL_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+# Inbound SMS that withdraw SMS marketing consent (compared case-insensitively, whole text).
+SMS_STOP_WORDS = env.list(
+    "SMS_STOP_WORDS", default=["STOP", "СТОП", "ОТПИСКА", "ОТПИСАТЬСЯ", "UNSUBSCRIBE", "STOPALL"]
+)
+# --- end SMS gateways ----------------------------------------------------------------------------
+# --- Voice (voice helper): autodial over SIP (baresip), Zadarma and Mango Office, click-to-call -
+# The PBX used for click-to-call and incoming-call pop-ups when VOICE_BACKEND cannot originate
+# (e.g. autodial over the SIP trunk, operators on a cloud PBX); empty: VOICE_BACKEND itself.
+VOICE_PBX_BACKEND = env.str("VOICE_PBX_BACKEND", default="")
+VOICE_PBX_BACKEND_OPTIONS = env.json("VOICE_PBX_BACKEND_OPTIONS", default={})
+# Rendered prompts (espeak-ng -> sox 8 kHz), cached per text, and the dialer's baresip configs.
+VOICE_PROMPT_DIR = env.str("VOICE_PROMPT_DIR", default=str(VAR_DIR / "voice-prompts"))
+VOICE_WORK_DIR = env.str("VOICE_WORK_DIR", default=str(VAR_DIR / "voice"))
+# What a digit pressed during an autodial call means: callback, do_not_call or wrong_number.
+VOICE_DTMF_ACTIONS = env.json("VOICE_DTMF_ACTIONS", default={"1": "callback", "2": "do_not_call"})
+# Busy / no answer: try again after this many minutes (inside the call window), at most this
+# many attempts in all; and at most so many calls to one number per 24 hours and per 7 days.
+VOICE_RETRY_MINUTES = env.int("VOICE_RETRY_MINUTES", default=30)
+VOICE_MAX_ATTEMPTS = env.int("VOICE_MAX_ATTEMPTS", default=3)
+VOICE_DAILY_CAP = env.int("VOICE_DAILY_CAP", default=2)
+VOICE_WEEKLY_CAP = env.int("VOICE_WEEKLY_CAP", default=5)
+# Wording version recorded with a "press 2: do not call me" consent withdrawal.
+VOICE_IVR_WORDING_VERSION = env.str("VOICE_IVR_WORDING_VERSION", default="ivr-autodial-1")
+# A call the dialer lost (crash) is closed as failed after this many minutes.
+VOICE_STALE_CALL_MINUTES = env.int("VOICE_STALE_CALL_MINUTES", default=15)
+# Webhooks of the cloud PBXs: IP allow-lists (their signatures are checked with the API secret).
+HOOKS_ZADARMA_ALLOWED_IPS = env.list("HOOKS_ZADARMA_ALLOWED_IPS", default=[])
+HOOKS_MANGO_ALLOWED_IPS = env.list("HOOKS_MANGO_ALLOWED_IPS", default=[])
+# --- end Voice -----------------------------------------------------------------------------------
 # How often one offer may reach one client when the offer sets no rule of its own.
 MESSAGING_OFFER_DEFAULT_LIMIT = env.int("MESSAGING_OFFER_DEFAULT_LIMIT", default=1)
 MESSAGING_OFFER_DEFAULT_WINDOW_DAYS = env.int("MESSAGING_OFFER_DEFAULT_WINDOW_DAYS", default=30)
+# Trigger scenarios: a client who got a trigger message within this many hours gets no other
+# scenario's message of a lower or equal priority.
+MESSAGING_TRIGGER_WINDOW_HOURS = env.int("MESSAGING_TRIGGER_WINDOW_HOURS", default=24)
+# Trigger scenarios: an occasion that became due this many hours ago still fires (evaluator
+# downtime); older ones are let go instead of firing a backlog at once.
+MESSAGING_TRIGGER_CATCH_UP_HOURS = env.int("MESSAGING_TRIGGER_CATCH_UP_HOURS", default=48)
+
+# Personal data (152-FZ): clients with no purchase, event or consent change and no granted
+# consent for this many years are anonymized by the nightly retention task (0 turns it off).
+PRIVACY_RETENTION_YEARS = env.int("PRIVACY_RETENTION_YEARS", default=3)
 
 # Tests: when true, a test that needs a service (PostgreSQL, broker) fails instead of skipping.
 LICHNO_REQUIRE_SERVICES = env.bool("LICHNO_REQUIRE_SERVICES", default=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from messaging.backends.base import BaseBackend, OutgoingMessage, SendResult, Se
 class FileBackend(BaseBackend):
     idempotent = True
 
-    def __init__(self, *, path: str | os.PathLike[str], **options: Any) -> None:
+    def __init__(self, *, path: str | os.PathLike[str], delay: float = 0.0, **options: Any) -> None:
         super().__init__(**options)
         self.path = Path(path)
+        # Seconds per message, to imitate a slow gateway (crash and throttle tests, demos).
+        self.delay = float(delay)
 
     def _accepted(self) -> dict[str, str]:
         if not self.path.exists():
@@ -53,7 +56,10 @@ class FileBackend(BaseBackend):
                         "subject": message.subject,
                         "text": message.text,
                     }
+                    if self.delay:
+                        time.sleep(self.delay)
                     journal.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    journal.flush()  # accepted once written: a crash after this keeps it
                     accepted[message.idempotency_key] = provider_id
                 results.append(SendResult(message.id, SendStatus.SENT, provider_id=provider_id))
             journal.flush()
