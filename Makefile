@@ -9,7 +9,7 @@ PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test setup lint format check migrate demo schedules messages clean
+.PHONY: run test setup lint format check migrate demo schedules messages clean gateways
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ schedules: migrate
 # First start only: demo clients and logins, then demo segments, offers and promo codes.
 demo: migrate
 	@if $(MANAGE) shell -c "import sys; from crm.models import Client; sys.exit(Client.objects.exists())"; then \
-	  $(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users && $(MANAGE) offers_demo; \
+	  $(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users && $(MANAGE) offers_demo && $(MANAGE) messaging_demo; \
 	else echo "Demo data already loaded."; fi
 
 # Web server, Celery worker and beat; Ctrl-C stops all three (each gets one SIGTERM, so the
@@ -40,6 +40,11 @@ run: schedules demo
 	$(CELERY) -A crm beat --loglevel=INFO & \
 	$(MANAGE) runserver --insecure --noreload 127.0.0.1:$(PORT) & \
 	wait
+
+# SMS gateways on loopback for `make run` (Kannel + the SMPP simulator; needs the Debian packages
+# kannel and kannel-extras). Prints the SMS_BACKEND settings to put in .env; Ctrl-C stops them.
+gateways: migrate
+	$(MANAGE) gateways
 
 check: setup
 	$(VENV)/bin/ruff check .

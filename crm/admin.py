@@ -428,7 +428,11 @@ class ClientAdmin(FileImportAdminMixin, ClientExportMixin, BigTableAdmin):
             for f in formset.extra_forms
             if f.has_changed() and f.is_valid()
         ]
-        services.consent_record_many(changes=changes)
+        # The admin's change message reads what the formset saved: the new events, nothing else
+        # (history rows are never changed or deleted).
+        formset.new_objects = services.consent_record_many(changes=changes)
+        formset.changed_objects = []
+        formset.deleted_objects = []
 
 
 @admin.register(Interest)

@@ -41,6 +41,25 @@ _OFFERS = [
 ]
 
 
+_MESSAGING_EDIT = [
+    "messaging.contactpolicy",
+    "messaging.channelrule",
+    "messaging.offercontactrule",
+    "messaging.campaign",
+    "messaging.triggerscenario",
+]
+_MESSAGING_READ = [
+    "messaging.campaignrun",
+    "messaging.message",
+    "messaging.triggerfiring",
+    "messaging.gatewayevent",
+    "messaging.inboundsms",
+    "messaging.call",
+    "messaging.callbackrequest",
+    "messaging.numberblock",
+]
+
+
 def _perms(models: list[str], *actions: str) -> list[str]:
     out: list[str] = []
     for model in models:
@@ -81,6 +100,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # and read the whole audit log.
     + ["crm.export_personal_data", "crm.anonymize_client"]
     + ["crm.view_auditlog", "crm.view_all_auditlog"]
+    # Messaging (issue 6): contact policies, campaigns (and the crontabs they run on), trigger
+    # scenarios; runs, the outbox and what the gateways reported, read-only.
+    + _perms(_MESSAGING_EDIT, "view", "add", "change")
+    + ["messaging.delete_channelrule", "messaging.delete_offercontactrule"]
+    + _perms(_MESSAGING_READ, "view")
+    + ["messaging.add_numberblock", "messaging.delete_numberblock"]
+    + _perms(["django_celery_beat.crontabschedule"], "view", "add", "change")
+    + ["django_celery_beat.view_clockedschedule"]
     # Campaign results and report exports (issue 8).
     + ["messaging.view_results"],
     # Operators read client data and record what a client said: consent and call outcomes.
@@ -89,7 +116,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     + ["crm.add_consentevent"]
     + _perms(["segments.segment"], "view")
     + _perms(_OFFERS, "view")
-    + ["crm.view_auditlog"],
+    + ["crm.view_auditlog"]
+    # The message history on the client (issue 6).
+    + ["messaging.view_message"],
     # Integrations push data through the API only (they are not staff).
     INTEGRATION: _perms(_CLIENT_DATA, "view")
     + _perms(

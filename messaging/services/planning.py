@@ -91,6 +91,8 @@ class BatchOutcome:
     control: int = 0
     excluded: Counter[str] = field(default_factory=Counter)
     messages: list[Message] = field(default_factory=list)
+    # Why each client left out got no message (triggers record it on the firing).
+    reasons: dict[int, str] = field(default_factory=dict)
 
     def add(self, other: BatchOutcome) -> None:
         self.planned += other.planned
@@ -139,11 +141,13 @@ def plan_batch(
         person = people.get(candidate.client_id)
         if person is None or person.anonymized:
             outcome.excluded[Reason.ANONYMIZED] += 1
+            outcome.reasons[candidate.client_id] = Reason.ANONYMIZED
             continue
         if candidate.is_control:
             key = idempotency_key(origin, candidate, channels[0])
             if key in existing:
                 outcome.excluded[Reason.ALREADY_PLANNED] += 1
+                outcome.reasons[candidate.client_id] = Reason.ALREADY_PLANNED
                 continue
             rows.append(_control_row(origin, candidate, channels[0], key, now))
             outcome.control += 1
@@ -153,6 +157,7 @@ def plan_batch(
         )
         if choice is None:
             outcome.excluded[why] += 1
+            outcome.reasons[candidate.client_id] = why
             continue
         channel, at = choice
         history[candidate.client_id].append(Contact(at, channel, candidate.offer_id))
@@ -202,6 +207,7 @@ def _with_promo_codes(
             if code is None:
                 refused.add(id(message))
                 outcome.excluded[Reason.NO_PROMO_CODE] += 1
+                outcome.reasons[message.client_id] = Reason.NO_PROMO_CODE
                 continue
             message.promo_code = code
             message.text = message.text.replace(pattern, code)
@@ -370,9 +376,16 @@ def _lock_and_load(ids: Sequence[int]) -> dict[int, _Person]:
         "is_anonymized",
     )
     return {
-        cid: _Person(str(phone or ""), email or "", str(tz), pref_channel, pref_time, anon)
+        cid: _Person(_e164(phone), email or "", str(tz), pref_channel, pref_time, anon)
         for cid, phone, email, tz, pref_channel, pref_time, anon in rows
     }
+
+
+def _e164(phone: Any) -> str:
+    """Gateways take E.164 ("+79161234567"); ``str()`` of a stored number is its display form."""
+    if not phone:
+        return ""
+    return str(getattr(phone, "as_e164", phone))
 
 
 def _consents(ids: Sequence[int], channels: Sequence[str]) -> set[tuple[int, str]]:

@@ -207,3 +207,61 @@ def test_language_switch_is_in_the_admin_header(world: object) -> None:
 
     http.post(reverse("set_language"), {"language": "en", "next": "/admin/"})
     assert b"Log out" in http.get(reverse("admin:index")).content
+
+
+def _form_data(page: object) -> dict[str, object]:
+    """What a browser would post back from a change page: every form and inline as rendered."""
+    data: dict[str, object] = {}
+    context = page.context  # type: ignore[attr-defined]
+    forms = [context["adminform"].form]
+    for inline in context["inline_admin_formsets"]:
+        formset = inline.formset
+        data.update(
+            {f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()}
+        )
+        forms.extend(formset.forms)
+    for form in forms:
+        for field in form:
+            value = field.value()
+            if value is None or field.field.disabled:
+                continue
+            if isinstance(value, (list, tuple)):
+                data[field.html_name] = [str(v) for v in value]
+            elif isinstance(value, dt.datetime):
+                data[f"{field.html_name}_0"] = value.date().isoformat()
+                data[f"{field.html_name}_1"] = value.strftime("%H:%M:%S")
+            elif isinstance(value, bool):
+                if value:
+                    data[field.html_name] = "on"
+            else:
+                data[field.html_name] = str(value)
+    return data
+
+
+def test_saving_the_client_page_with_a_consent_row_records_it(world: dict) -> None:
+    client = world["client"]
+    http = browser(User.objects.create_superuser("root", "root@example.ru", "x"))
+    url = reverse("admin:crm_client_change", args=[client.pk])
+    data = _form_data(http.get(url))
+    prefix = "consent_events"
+    row = int(data[f"{prefix}-INITIAL_FORMS"])  # type: ignore[arg-type]
+    data[f"{prefix}-TOTAL_FORMS"] = str(row + 1)
+    data.update(
+        {
+            f"{prefix}-{row}-channel": "email",
+            f"{prefix}-{row}-purpose": "marketing",
+            f"{prefix}-{row}-action": "granted",
+            f"{prefix}-{row}-source": "call_center",
+            f"{prefix}-{row}-occurred_at_0": timezone.localdate().isoformat(),
+            f"{prefix}-{row}-occurred_at_1": timezone.localtime().strftime("%H:%M:%S"),
+            f"{prefix}-{row}-wording_version": "v3",
+        }
+    )
+    data["first_name"] = "Анна"
+
+    response = http.post(url, data)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    client.refresh_from_db()
+    assert client.first_name == "Анна"
+    assert Consent.objects.get(client=client, channel="email").is_granted

@@ -56,7 +56,7 @@ def test_a_withdrawal_cancels_queued_messages_at_once(world: World) -> None:
     result = dispatch_due(now=NOW)
     assert result.counts == {"sent": 4}
     assert world.clients[0].pk not in {m.metadata.get("client") for m in locmem.outbox}
-    assert str(world.clients[0].phone) not in {m.to for m in locmem.outbox}
+    assert world.clients[0].phone.as_e164 not in {m.to for m in locmem.outbox}
 
 
 def test_consent_is_checked_again_right_before_sending(world: World) -> None:
@@ -160,7 +160,7 @@ def test_transactional_messages_skip_consent_and_quiet_hours(world: World) -> No
     message = transactional_message_create(
         client_id=client.pk,
         channel=Channel.SMS,
-        recipient=str(client.phone),
+        recipient=client.phone.as_e164,
         text="Вы отписались от рассылки.",
         idempotency_key="stop-confirm:1",
         scheduled_for=NOW,
@@ -168,7 +168,7 @@ def test_transactional_messages_skip_consent_and_quiet_hours(world: World) -> No
     twice = transactional_message_create(
         client_id=client.pk,
         channel=Channel.SMS,
-        recipient=str(client.phone),
+        recipient=client.phone.as_e164,
         text="Вы отписались от рассылки.",
         idempotency_key="stop-confirm:1",
     )

@@ -39,7 +39,8 @@ def test_a_run_plans_one_message_per_client_with_text_reason_and_time(world: Wor
     assert [m.client_id for m in messages] == [c.pk for c in world.clients]
     first = messages[0]
     assert first.channel == Channel.SMS
-    assert first.recipient == str(world.clients[0].phone)
+    assert first.recipient == world.clients[0].phone.as_e164  # E.164, as gateways take it
+    assert first.recipient.startswith("+7") and " " not in first.recipient
     assert world.clients[0].first_name in first.text and "Purina" in first.text
     assert first.offer_id == world.offer.pk and first.variant_id is not None
     assert first.idempotency_key == f"run:{run.pk}:{first.client_id}:sms"
