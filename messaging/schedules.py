@@ -15,4 +15,15 @@ SCHEDULES = [
             "and quiet hours; settles messages left by a crashed worker."
         ),
     ),
+    Schedule(
+        name="messaging: evaluate trigger scenarios",
+        task="messaging.tasks.triggers.evaluate_triggers",
+        crontab={"minute": "*/15"},
+        queue="messaging",
+        description=_(
+            "Every 15 minutes: finds the clients each active trigger scenario fires for "
+            "(abandoned cart, birthday, win-back...), stops follow-ups of clients who bought, "
+            "and plans the messages under the contact policy."
+        ),
+    ),
 ]

@@ -6,10 +6,15 @@ the offer's strategy, the promo pool (and the code when ``assign_codes``), the r
 channel with its SMS figures, the reason, the facts behind it, and a score.
 
 The number of queries depends on the number of offers, never on the number of clients: the
-offers with their variants, segments and products (5), eligibility (1 per offer), the clients
-with their tier and points (1), their purchase history (1), cross-sell rules and accepted
-associations (2), promo code history (2), the catalog snapshot (3, or 0 when one is passed in),
-and, when assigning codes, a few per promo pool.
+offers with their variants, segments and products (5), eligibility (1 per distinct audience),
+the replenish and cross-sell statistics (1 per such offer: computed in the database, so only
+the clients with something due come back), the purchase history for the other strategies (1,
+when there are any), cross-sell rules and accepted associations (2), the clients chosen with
+their tier and points (1), their promo code history (2), the catalog snapshot (3, or 0 when one
+is passed in), and, when assigning codes, a few per promo pool.
+
+Python works per proposal, not per client: the clients nothing is due for never leave the
+database, and rendering skips Django's ``Context`` for text-and-variable templates.
 
 What ``messaging`` needs to apply consent, caps and quiet hours is on each proposal: the client,
 the offer id, the channels, the validity window and the rendered texts.
@@ -28,9 +33,9 @@ from operator import or_
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import BooleanField, Count, F, Func, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import get_language
 
 from crm.models import Client, PurchaseItem
 from offers import pricing
@@ -49,6 +54,7 @@ from offers.sms import SmsInfo, fit_sms
 from offers.strategies import (
     DEFAULT_REASONS,
     NEUTRAL_REASON,
+    SET_BASED,
     STRATEGIES,
     Choice,
     CrossSellSpec,
@@ -127,16 +133,26 @@ def _load_offers(offers: Iterable[Any] | None, at: dt.datetime) -> list[Offer]:
     )
 
 
-def ids_param(ids: Sequence[int]) -> RawSQL:
-    """A batch of ids as one parameter (an array on PostgreSQL, JSON on SQLite), for
-    ``pk__in=``: a 5,000-id batch costs one bound value instead of 5,000 placeholders."""
-    if connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", [_pg_array(ids)])
-    if connection.vendor == "sqlite":
-        return RawSQL("SELECT value FROM json_each(%s)", [json.dumps(list(ids))])
-    return RawSQL(  # pragma: no cover - other backends
-        " UNION ALL ".join(["SELECT %s"] * len(ids)), list(ids)
-    )
+class InIds(Func):
+    """``field IN (ids)`` with the ids as one parameter: ``= ANY(array)`` on PostgreSQL (the
+    planner sees how many there are and probes the index; ``IN (SELECT unnest(...))`` is
+    estimated at 200 rows and planned worse), ``IN (SELECT value FROM json_each(...))`` on
+    SQLite. Use as ``.filter(InIds("client_id", ids))``."""
+
+    output_field = BooleanField()
+
+    def __init__(self, field: str, ids: Sequence[int]) -> None:
+        super().__init__(F(field))
+        self.ids = [int(i) for i in ids]
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            return f"{sql} = ANY(%s::bigint[])", [*params, _pg_array(self.ids)]
+        if connection.vendor == "sqlite":
+            return f"{sql} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(self.ids)]
+        placeholders = ", ".join(["%s"] * len(self.ids)) or "NULL"  # pragma: no cover
+        return f"{sql} IN ({placeholders})", [*params, *self.ids]  # pragma: no cover
 
 
 def _pg_array(ids: Sequence[int]) -> str:
@@ -147,18 +163,42 @@ def _pg_array(ids: Sequence[int]) -> str:
 def _eligible(offer: Offer, ids: Sequence[int], at: dt.datetime) -> set[int]:
     """One query: the clients of the batch in a target segment and in no exclusion segment.
     Each segment's query is narrowed to the batch, so it never runs over the whole table."""
-    batch = ids_param(ids)
-    queryset = Client.objects.filter(pk__in=batch, is_anonymized=False)
 
     def members(segment: Any) -> QuerySet[Client]:
-        return segment_clients(segment=segment, now=at).filter(pk__in=batch).values("pk")
+        return segment_clients(segment=segment, now=at).filter(InIds("pk", ids)).values("pk")
 
     targets = list(offer.segments.all())
-    if targets:
+    if len(targets) == 1:
+        # One target segment (the usual case): its own query, narrowed to the batch, without
+        # joining the batch to the clients a second time.
+        queryset = segment_clients(segment=targets[0], now=at).filter(
+            InIds("pk", ids), is_anonymized=False
+        )
+    else:
+        queryset = Client.objects.filter(InIds("pk", ids), is_anonymized=False)
+    if len(targets) > 1:
         queryset = queryset.filter(reduce(or_, (Q(pk__in=members(s)) for s in targets)))
     for segment in offer.exclude_segments.all():
         queryset = queryset.exclude(pk__in=members(segment))
     return set(queryset.values_list("pk", flat=True))
+
+
+def _eligibility(
+    offers: Sequence[Offer], ids: Sequence[int], at: dt.datetime
+) -> dict[int, set[int]]:
+    """Eligible clients per offer; offers with the same target and exclusion segments share
+    one query."""
+    by_audience: dict[tuple[tuple[int, ...], tuple[int, ...]], set[int]] = {}
+    out = {}
+    for offer in offers:
+        audience = (
+            tuple(sorted(s.pk for s in offer.segments.all())),
+            tuple(sorted(s.pk for s in offer.exclude_segments.all())),
+        )
+        if audience not in by_audience:
+            by_audience[audience] = _eligible(offer, ids, at)
+        out[offer.pk] = by_audience[audience]
+    return out
 
 
 def _cross_sell_specs() -> list[CrossSellSpec]:
@@ -239,8 +279,7 @@ def _promo_history(
         if offer.promo_pool_id:
             pool_offers[offer.promo_pool_id].append(offer.pk)
     offer_ids = [o.pk for o in offers]
-    batch = ids_param(ids)
-    redeemed = PromoCode.objects.filter(client_id__in=batch, redeemed_at__isnull=False).filter(
+    redeemed = PromoCode.objects.filter(InIds("client_id", ids), redeemed_at__isnull=False).filter(
         Q(offer_id__in=offer_ids) | Q(pool_id__in=list(pool_offers))
     )
     for client_id, offer_id, pool_id in redeemed.values_list("client_id", "offer_id", "pool_id"):
@@ -250,7 +289,7 @@ def _promo_history(
             excluded.add((other, client_id))
     responses = {
         row["client_id"]: (row["assigned"], row["redeemed"])
-        for row in PromoCode.objects.filter(client_id__in=batch)
+        for row in PromoCode.objects.filter(InIds("client_id", ids))
         .values("client_id")
         .annotate(assigned=Count("id"), redeemed=Count("id", filter=Q(redeemed_at__isnull=False)))
         .order_by()
@@ -260,7 +299,7 @@ def _promo_history(
     holders: set[tuple[int, int]] = set()
     if limited:
         holders = set(
-            PromoCode.objects.filter(offer_id__in=limited, client_id__in=batch).values_list(
+            PromoCode.objects.filter(InIds("client_id", ids), offer_id__in=limited).values_list(
                 "offer_id", "client_id"
             )
         )
@@ -303,6 +342,11 @@ class _OfferPlan:
             offer.ends_at - dt.timedelta(microseconds=1)
         ).date()
         self.reason_default = offer.reason_template or DEFAULT_REASONS[offer.strategy]
+        # Per-proposal constants, worked out once.
+        self.channels = [c for c in CHANNEL_ORDER if c in (offer.channels or [])]
+        self.variants = {v.pk: v for v in self.picker.variants}
+        self.code_pattern = _code_pattern(offer)
+        self._margins: dict[int, Decimal] = {}
 
     def keeps_margin(self, product: ProductInfo) -> bool:
         return pricing.keeps_margin(
@@ -334,13 +378,18 @@ class _OfferPlan:
     def expected_value(self, choice: Choice, response: tuple[int, int]) -> tuple[float, Decimal]:
         """Propensity (the strategy's score, tilted by the client's response history) times
         the margin left on the first product after the benefit."""
-        first = self.catalog.products[choice.products[0]]
-        offer = self.offer
-        reduced = pricing.price_with_benefit(first.price, offer.benefit_kind, offer.benefit_value)
-        cost = first.cost if first.cost is not None else first.price * (1 - UNKNOWN_COST_MARGIN)
-        margin = reduced - cost
-        if offer.benefit_kind == "points":
-            margin -= offer.benefit_value
+        margin = self._margins.get(choice.products[0])
+        if margin is None:
+            first = self.catalog.products[choice.products[0]]
+            offer = self.offer
+            reduced = pricing.price_with_benefit(
+                first.price, offer.benefit_kind, offer.benefit_value
+            )
+            cost = first.cost if first.cost is not None else first.price * (1 - UNKNOWN_COST_MARGIN)
+            margin = reduced - cost
+            if offer.benefit_kind == "points":
+                margin -= offer.benefit_value
+            self._margins[choice.products[0]] = margin
         assigned, redeemed = response
         propensity = choice.score * ((redeemed + 1) / (assigned + 2)) / 0.5
         return propensity, (margin * Decimal(str(round(propensity, 4)))).quantize(pricing.CENT)
@@ -374,7 +423,7 @@ def propose(
     ]
     if not ids or not offer_list:
         return []
-    eligible = {offer.pk: _eligible(offer, ids, at) for offer in offer_list}
+    eligible = _eligibility(offer_list, ids, at)
     everyone = sorted(set().union(*eligible.values()))
     if not everyone:
         return []
@@ -384,29 +433,55 @@ def propose(
         if any(o.strategy == ProductStrategy.CROSS_SELL for o in offer_list)
         else []
     )
-    lookback = max(int(o.lookback_days) for o in offer_list)
-    needs_history = any(o.strategy != ProductStrategy.FIXED for o in offer_list)
+    plans = [_OfferPlan(offer, catalog, specs, at) for offer in offer_list]
+    # Strategies with a set-based form read the statistics they need straight from the
+    # database; the others get each client's purchase history (one query for all of them).
+    per_client = [
+        p
+        for p in plans
+        if p.offer.strategy not in SET_BASED and p.offer.strategy != ProductStrategy.FIXED
+    ]
     histories = (
-        _histories(everyone, since=at - dt.timedelta(days=lookback), at=at) if needs_history else {}
+        _histories(
+            everyone,
+            since=at - dt.timedelta(days=max(int(p.offer.lookback_days) for p in per_client)),
+            at=at,
+        )
+        if per_client
+        else {}
     )
-    people = _client_context(everyone)
-    excluded, responses, issued, holders = _promo_history(everyone, offer_list)
-
-    proposals: list[Proposal] = []
+    choices: dict[int, dict[int, Choice]] = {}
     usable_cache: dict[tuple[int, tuple[int, bool]], list[Any]] = {}
-    for offer in offer_list:
-        plan = _OfferPlan(offer, catalog, specs, at)
-        offered: list[Proposal] = []
-        for client_id in sorted(eligible[offer.pk]):
-            if (offer.pk, client_id) in excluded:
-                continue
+    for plan in plans:
+        offer = plan.offer
+        members = sorted(eligible[offer.pk])
+        many = SET_BASED.get(offer.strategy)
+        if many is not None:
+            choices[offer.pk] = many(plan.input, members)
+            continue
+        found: dict[int, Choice] = {}
+        for client_id in members:
             key = (client_id, plan.input.history_key)
             usable = usable_cache.get(key)
             if usable is None:
                 usable = plan.input.usable_history(histories.get(client_id, ()))
                 usable_cache[key] = usable
             choice = plan.strategy(plan.input, usable)
-            if choice is None:
+            if choice is not None:
+                found[client_id] = choice
+        choices[offer.pk] = found
+    # Only the clients something was chosen for are read further.
+    chosen = sorted(set().union(*(c.keys() for c in choices.values())))
+    people = _client_context(chosen)
+    excluded, responses, issued, holders = _promo_history(chosen, offer_list)
+
+    language = get_language()  # once: asking costs a context-local lookup
+    proposals: list[Proposal] = []
+    for plan in plans:
+        offer = plan.offer
+        offered: list[Proposal] = []
+        for client_id, choice in sorted(choices[offer.pk].items()):
+            if (offer.pk, client_id) in excluded:
                 continue
             offered.append(
                 _proposal(
@@ -416,6 +491,7 @@ def propose(
                     people[client_id],
                     responses.get(client_id, (0, 0)),
                     holdout=holdout,
+                    language=language,
                 )
             )
         if offer.quantity_limit is not None:
@@ -443,7 +519,7 @@ def propose(
         if render_texts:
             for p in offered:
                 if not p.is_control:
-                    _render(plan, p, people[p.client_id], channel)
+                    _render(plan, p, people[p.client_id], channel, language)
         proposals.extend(offered)
     proposals.sort(key=lambda p: (p.client_id, -p.priority, -p.expected_value, p.offer_id))
     return proposals
@@ -451,7 +527,7 @@ def propose(
 
 def _client_context(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     out = {}
-    rows = Client.objects.filter(pk__in=ids_param(ids)).values_list(
+    rows = Client.objects.filter(InIds("pk", ids)).values_list(
         "id",
         "first_name",
         "middle_name",
@@ -486,6 +562,7 @@ def _proposal(
     response: tuple[int, int],
     *,
     holdout: bool = True,
+    language: str | None = None,
 ) -> Proposal:
     offer = plan.offer
     control = holdout and in_holdout(
@@ -503,11 +580,11 @@ def _proposal(
         is_control=control,
         variant_id=variant.pk if variant else None,
         variant_name="control" if control else (variant.name if variant else ""),
-        channels=[c for c in CHANNEL_ORDER if c in (offer.channels or [])],
+        channels=list(plan.channels),
         valid_from=offer.starts_at,
         valid_until=offer.ends_at,
         products=products,
-        reason=_reason(plan, choice, person, products),
+        reason=_reason(plan, choice, person, products, language),
         # Facts from sensitive categories are never spoken, nor handed on.
         facts={} if choice.sensitive_fact else choice.fact,
         score=round(propensity, 4),
@@ -516,7 +593,13 @@ def _proposal(
     )
 
 
-def _reason(plan: _OfferPlan, choice: Choice, person: dict[str, Any], products: list[Any]) -> str:
+def _reason(
+    plan: _OfferPlan,
+    choice: Choice,
+    person: dict[str, Any],
+    products: list[Any],
+    language: str | None = None,
+) -> str:
     if choice.sensitive_fact:
         return NEUTRAL_REASON
     source = plan.offer.reason_template or choice.reason_template or plan.reason_default
@@ -530,7 +613,7 @@ def _reason(plan: _OfferPlan, choice: Choice, person: dict[str, Any], products: 
         "product": products[0] if products else {},
         "products": products,
     }
-    return render(checked, context)
+    return render(checked, context, language=language)
 
 
 def _code_pattern(offer: Offer) -> str:
@@ -540,10 +623,16 @@ def _code_pattern(offer: Offer) -> str:
     return f"{pool.prefix}{'X' * pool.code_length}"
 
 
-def _render(plan: _OfferPlan, p: Proposal, person: dict[str, Any], channel: str | None) -> None:
+def _render(
+    plan: _OfferPlan,
+    p: Proposal,
+    person: dict[str, Any],
+    channel: str | None,
+    language: str | None = None,
+) -> None:
     """Render the proposal's texts, for one channel or for every channel of the offer."""
     offer = plan.offer
-    variant = next((v for v in plan.picker.variants if v.pk == p.variant_id), None)
+    variant = plan.variants.get(p.variant_id)
     if variant is None:
         return
     context = {
@@ -551,7 +640,7 @@ def _render(plan: _OfferPlan, p: Proposal, person: dict[str, Any], channel: str 
         "product": p.products[0] if p.products else {},
         "products": p.products,
         "benefit": plan.benefit,
-        "promo_code": p.promo_code or _code_pattern(offer),
+        "promo_code": p.promo_code or plan.code_pattern,
         "valid_until": plan.valid_until_date,
         "store": offer.store,
         "reason": p.reason,
@@ -559,19 +648,22 @@ def _render(plan: _OfferPlan, p: Proposal, person: dict[str, Any], channel: str 
     }
     for name in [channel] if channel else p.channels:
         try:
-            p.texts[name] = render_channel(variant, name, context)
+            p.texts[name] = render_channel(variant, name, context, language=language)
         except TemplateCheckError:
             continue
 
 
-def render_channel(variant: Any, channel: str, context: dict[str, Any]) -> RenderedText:
+def render_channel(
+    variant: Any, channel: str, context: dict[str, Any], *, language: str | None = None
+) -> RenderedText:
     """One channel's text of a variant (``TemplateCheckError`` if a template is refused)."""
     if channel == "sms":
-        text = render(compile_message_template(variant.sms_text), context)
+        text = render(compile_message_template(variant.sms_text), context, language=language)
         sent, info = fit_sms(text, transliterate_if_needed=variant.transliterate_sms)
         return RenderedText("sms", sent, sms=info, transliterated=sent != text)
     if channel == "call":
-        return RenderedText("call", render(compile_message_template(variant.voice_script), context))
-    subject = render(compile_message_template(variant.email_subject), context)
+        script = render(compile_message_template(variant.voice_script), context, language=language)
+        return RenderedText("call", script)
+    subject = render(compile_message_template(variant.email_subject), context, language=language)
     body = render_html(compile_message_template(variant.email_body, html=True), context)
     return RenderedText("email", body, subject=subject)

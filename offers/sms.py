@@ -35,8 +35,11 @@ class SmsInfo:
         return self.parts <= 1
 
 
+GSM7_ALL = GSM7_BASIC | GSM7_EXTENDED
+
+
 def is_gsm7(text: str) -> bool:
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+    return GSM7_ALL.issuperset(text)
 
 
 def _split_count(sizes: list[int], single: int, part: int) -> int:
@@ -54,13 +57,28 @@ def _split_count(sizes: list[int], single: int, part: int) -> int:
     return parts
 
 
+def _split_even(total: int, single: int, part: int) -> int:
+    """``_split_count`` when every character takes one unit."""
+    if total == 0:
+        return 0
+    return 1 if total <= single else -(-total // part)
+
+
 def sms_info(text: str) -> SmsInfo:
     """Encoding, length and number of parts of an SMS text."""
     if is_gsm7(text):
+        if GSM7_EXTENDED.isdisjoint(text):  # one septet each: no need to walk the text
+            parts = _split_even(len(text), GSM7_SINGLE, GSM7_PART)
+            per_part = GSM7_SINGLE if parts <= 1 else GSM7_PART
+            return SmsInfo("GSM-7", len(text), len(text), parts, per_part)
         sizes = [2 if ch in GSM7_EXTENDED else 1 for ch in text]
         parts = _split_count(sizes, GSM7_SINGLE, GSM7_PART)
         per_part = GSM7_SINGLE if parts <= 1 else GSM7_PART
         return SmsInfo("GSM-7", len(text), sum(sizes), parts, per_part)
+    if max(text) <= "\uffff":  # no surrogate pairs: one code unit each
+        parts = _split_even(len(text), UCS2_SINGLE, UCS2_PART)
+        per_part = UCS2_SINGLE if parts <= 1 else UCS2_PART
+        return SmsInfo("UCS-2", len(text), len(text), parts, per_part)
     sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
     parts = _split_count(sizes, UCS2_SINGLE, UCS2_PART)
     per_part = UCS2_SINGLE if parts <= 1 else UCS2_PART
@@ -87,21 +105,36 @@ _PUNCTUATION = {
 }
 
 
+def _transliterate_char(ch: str) -> str:
+    lower = ch.lower()
+    if lower in RUSSIAN_TO_LATIN:
+        latin = RUSSIAN_TO_LATIN[lower]
+        if ch != lower and latin:
+            latin = latin[0].upper() + latin[1:]
+        return latin
+    if ch in _PUNCTUATION:
+        return _PUNCTUATION[ch]
+    if ch in GSM7_BASIC or ch in GSM7_EXTENDED:
+        return ch
+    return ""
+
+
+class _TransliterationTable(dict[int, str]):
+    """``str.translate`` table filled on first sight of each character (up to a bound)."""
+
+    def __missing__(self, code: int) -> str:
+        value = _transliterate_char(chr(code))
+        if len(self) < 4096:
+            self[code] = value
+        return value
+
+
+_TABLE = _TransliterationTable()
+
+
 def transliterate(text: str) -> str:
     """Latin spelling of Russian text, GSM-7 punctuation; other non-GSM characters dropped."""
-    out: list[str] = []
-    for ch in text:
-        lower = ch.lower()
-        if lower in RUSSIAN_TO_LATIN:
-            latin = RUSSIAN_TO_LATIN[lower]
-            if ch != lower and latin:
-                latin = latin[0].upper() + latin[1:]
-            out.append(latin)
-        elif ch in _PUNCTUATION:
-            out.append(_PUNCTUATION[ch])
-        elif ch in GSM7_BASIC or ch in GSM7_EXTENDED:
-            out.append(ch)
-    return "".join(out)
+    return text.translate(_TABLE)
 
 
 def fit_sms(text: str, *, transliterate_if_needed: bool) -> tuple[str, SmsInfo]:

@@ -5,6 +5,10 @@ oldest first), the catalog snapshot and the offer's settings; the engine loads a
 whole batch in a bounded number of queries. A strategy returns a ``Choice`` (products, the fact
 that explains them, a propensity score in [0, 1]) or None when it has nothing for the client.
 
+``replenish`` and ``cross_sell`` also have a set-based form (``SET_BASED``, at the end): the same
+decision for a whole batch, with the per-client statistics computed in SQL, which is what the
+engine runs; the per-client functions stay the reference the tests compare them with.
+
 Products are offerable only (in stock and active), never from a sensitive category unless the
 offer allows it, and never below the offer's margin guard. History in sensitive categories is not
 used at all unless the offer allows sensitive products, and even then its facts are not spoken.
@@ -13,14 +17,17 @@ used at all unless the offer allows sensitive products, and even then its facts 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
+from crm.models import PurchaseItem
 from offers.catalog import Catalog, ProductInfo
 from offers.models import ProductStrategy
 
@@ -395,4 +402,443 @@ STRATEGIES: dict[str, Callable[[StrategyInput, Usable], Choice | None]] = {
     ProductStrategy.SAME_BRAND: same_brand,
     ProductStrategy.OWN_BRAND: own_brand,
     ProductStrategy.NEW_ARRIVALS: new_arrivals,
+}
+
+
+# Set-based forms ------------------------------------------------------------------------------
+#
+# The same decisions as ``replenish`` and ``cross_sell``, for a whole batch of clients at once:
+# the database computes the per-client statistics (purchase days, median interval, last
+# purchase, recent purchases that trigger a rule) and returns only the rows that can lead to a
+# proposal, so Python touches the clients who get one, not every client of the batch. One query
+# each, whatever the batch size; the same SQL on PostgreSQL and SQLite but for the epoch and
+# the array parameters.
+
+ManyStrategy = Callable[[StrategyInput, Sequence[int]], dict[int, Choice]]
+# Up to this product id, PostgreSQL reads a product's category from an array indexed by id.
+DENSE_CATEGORY_ARRAY_MAX = 200_000
+
+
+def _sql_ids(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+    """``column IN (ids)`` with the ids as one parameter (an array or JSON)."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(str(int(i)) for i in ids) + "}"]
+    return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps([int(i) for i in ids])]
+
+
+def _sql_epoch(column: str) -> str:
+    """Unix seconds of a datetime column, as the engine has always read them."""
+    if connection.vendor == "postgresql":
+        return f"EXTRACT(EPOCH FROM {column})::bigint"
+    return f"CAST(strftime('%%s', {column}) AS INTEGER)"
+
+
+def _window(inp: StrategyInput, days: int) -> tuple[dt.datetime, dt.datetime, int, int]:
+    """Datetime bounds (for the index, a second wider) and exact Unix-second bounds of the
+    last ``days`` days, the same as ``usable_history`` applies."""
+    since_ts = inp.at_ts - int(days) * DAY
+    return inp.at - dt.timedelta(days=int(days), seconds=1), inp.at, since_ts, inp.at_ts
+
+
+def _usable_products(inp: StrategyInput, *, scoped: bool) -> list[ProductInfo]:
+    """Catalog products whose purchases the strategy may read."""
+    allow = inp.offer.allow_sensitive
+    scope = inp.scope if scoped else None
+    return [
+        p
+        for p in inp.catalog.products.values()
+        if (allow or not p.sensitive) and (scope is None or p.category_id in scope)
+    ]
+
+
+def replenish_many(inp: StrategyInput, client_ids: Sequence[int]) -> dict[int, Choice]:
+    """``replenish`` for a batch: one query returns, per client and category (within the
+    offer's category) where a refill is due now, the number of purchase days, the median
+    interval between them, the last purchase and the products bought there in order (for the
+    regular product); the pick and the score stay here."""
+    products = _usable_products(inp, scoped=True)
+    if not products or not client_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        groups = _replenish_due_postgresql(inp, client_ids, products)
+    else:
+        groups = _replenish_due_generic(inp, client_ids, products)
+
+    catalog = inp.catalog
+    picks: dict[tuple[int, int], list[int]] = {}
+    best: dict[int, tuple[float, Choice]] = {}
+    # Per client, the categories come in the order of the client's first purchase there.
+    for client_id, category_id, days, median, last_ts, since_days, bought in groups:
+        # The regular product: bought most often; of equals, the one bought last.
+        counts: dict[int, int] = {}
+        for product_id in bought:
+            counts[product_id] = counts.get(product_id, 0) + 1
+        top = max(counts.values())
+        regular_id = next(pid for pid in reversed(bought) if counts[pid] == top)
+        key = (regular_id, category_id)
+        chosen = picks.get(key)
+        if chosen is None:
+            chosen = picks[key] = inp.pick([regular_id, *catalog.offerable_in(category_id)])
+        if not chosen:
+            continue
+        interval = float(median)
+        since_days = max(0, int(since_days))
+        closeness = max(0.0, 1 - abs(since_days - interval) / max(interval, 1))
+        score = 0.4 + 0.6 * closeness
+        current = best.get(client_id)
+        if current is not None and score <= current[0]:
+            continue
+        regular = catalog.products[regular_id]
+        fact = {
+            "product": regular.name,
+            "category": catalog.category_name(category_id),
+            "brand": regular.brand,
+            "days_since": since_days,
+            "interval_days": round(interval),
+            "last_date": inp.local_date(int(last_ts)),
+            "count": int(days),
+        }
+        best[client_id] = (
+            score,
+            Choice(list(chosen), fact, score, sensitive_fact=regular.sensitive),
+        )
+    return {client_id: choice for client_id, (_s, choice) in best.items()}
+
+
+# (client, category, purchase days, median interval, last purchase (Unix s), days since it,
+#  product ids bought in the category, oldest first)
+DueGroup = tuple[int, int, int, float, int, int, list[int]]
+
+# Shared by both forms: a purchase's distance in local days to the client's previous purchase
+# in the category; the non-zero distances are the gaps between purchase days. ``due`` keeps the
+# categories with three purchase days or more whose median gap (3 days or more) has about run
+# out: lead days before it at the earliest, twice it at the latest.
+_DUE = f"""
+    steps AS (
+        SELECT client_id, category_id, product_id, ts,
+               (ts + %(offset)s) / {DAY} - LAG((ts + %(offset)s) / {DAY}) OVER (
+                   PARTITION BY client_id, category_id ORDER BY ts
+               ) AS step
+        FROM items
+    ),
+    gaps AS (
+        SELECT client_id, category_id, product_id, ts,
+               CASE WHEN step > 0 THEN step END AS gap
+        FROM steps
+    ),
+    {{ranked}},
+    stats AS (
+        SELECT client_id, category_id, COUNT(gap) + 1 AS days, {{median}} AS median,
+               MAX(ts) AS last_ts, MIN(ts) AS first_ts {{bought}}
+        FROM ranked GROUP BY client_id, category_id HAVING COUNT(gap) >= 2
+    ),
+    due AS (
+        SELECT *, (%(at)s - last_ts) / {DAY} AS since
+        FROM stats
+        WHERE median >= 3
+          AND (%(at)s - last_ts) / {DAY} >= median - %(lead)s
+          AND (%(at)s - last_ts) / {DAY} <= median * 2
+    )
+"""
+
+
+def _replenish_params(inp: StrategyInput) -> dict[str, Any]:
+    since, until, since_ts, at_ts = _window(inp, int(inp.offer.lookback_days))
+    return {
+        "since": since,
+        "until": until,
+        "since_ts": since_ts,
+        "at": at_ts,
+        "offset": inp.day_offset,
+        "lead": int(inp.offer.replenish_lead_days),
+    }
+
+
+def _replenish_due_postgresql(
+    inp: StrategyInput, client_ids: Sequence[int], products: Sequence[ProductInfo]
+) -> list[DueGroup]:
+    """PostgreSQL: the batch's items come from the covering (client, time, product) index
+    already ordered by client, the category is read from an array indexed by product id (so
+    the order survives and the window only sorts each client's few rows), the median is
+    ``percentile_cont`` and the products come back as one array per category."""
+    params = {
+        **_replenish_params(inp),
+        "clients": "{" + ",".join(str(int(i)) for i in client_ids) + "}",
+    }
+    top = max(p.id for p in products)
+    if top <= DENSE_CATEGORY_ARRAY_MAX:
+        # PostgreSQL arrays count from 1: element ``id`` is the category of product ``id``.
+        categories: list[int | None] = [None] * top
+        for p in products:
+            categories[p.id - 1] = p.category_id
+        params["categories"] = (
+            "{" + ",".join("NULL" if c is None else str(c) for c in categories) + "}"
+        )
+        category = "(%(categories)s::bigint[])[i.product_id]"
+        mapping = ""
+    else:  # a very large catalog: a join, at the price of a sort
+        params["pids"] = "{" + ",".join(str(p.id) for p in products) + "}"
+        params["cats"] = "{" + ",".join(str(p.category_id) for p in products) + "}"
+        category = "m.category_id"
+        mapping = (
+            "JOIN unnest(%(pids)s::bigint[], %(cats)s::bigint[]) AS m(product_id, category_id)"
+            " ON m.product_id = i.product_id"
+        )
+    table = PurchaseItem._meta.db_table
+    due = _DUE.format(
+        ranked="ranked AS (SELECT * FROM gaps)",
+        median="percentile_cont(0.5) WITHIN GROUP (ORDER BY gap)",
+        # Unordered (cheaper); the times come along to order them by.
+        bought=", array_agg(product_id) AS bought, array_agg(ts) AS bought_ts",
+    )
+    sql = f"""
+        WITH scanned AS (
+            SELECT i.client_id, i.product_id, EXTRACT(EPOCH FROM i.purchased_at)::bigint AS ts,
+                   {category} AS category_id
+            FROM {table} i {mapping}
+            WHERE i.client_id = ANY(%(clients)s::bigint[])
+              AND i.purchased_at >= %(since)s AND i.purchased_at <= %(until)s
+        ),
+        items AS (
+            SELECT * FROM scanned
+            WHERE category_id IS NOT NULL AND ts >= %(since_ts)s AND ts <= %(at)s
+        ),
+        {due}
+        SELECT client_id, category_id, days, median, last_ts, since, bought, bought_ts
+        FROM due ORDER BY client_id, first_ts, category_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        (*row[:6], [pid for _ts, pid in sorted(zip(row[7], row[6], strict=True))]) for row in rows
+    ]
+
+
+def _replenish_due_generic(
+    inp: StrategyInput, client_ids: Sequence[int], products: Sequence[ProductInfo]
+) -> list[DueGroup]:
+    """SQLite (and the reference form): the catalog's (product, category) pairs as a JSON
+    relation, the median as the mean of the middle one or two gaps by row number, and the
+    products of each due category joined back, one row each."""
+    params = {
+        **_replenish_params(inp),
+        "clients": json.dumps([int(i) for i in client_ids]),
+        "pairs": json.dumps([[p.id, p.category_id] for p in products]),
+    }
+    table = PurchaseItem._meta.db_table
+    due = _DUE.format(
+        # Rows without a gap (the first purchase, same-day ones) sort last.
+        ranked=(
+            "ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY client_id, category_id"
+            " ORDER BY CASE WHEN gap IS NULL THEN 1 ELSE 0 END, gap) AS rn,"
+            " COUNT(gap) OVER (PARTITION BY client_id, category_id) AS n FROM gaps)"
+        ),
+        median=(
+            "AVG(CASE WHEN gap IS NOT NULL AND (rn = (n + 1) / 2 OR rn = (n + 2) / 2)"
+            " THEN CAST(gap AS REAL) END)"
+        ),
+        bought="",
+    )
+    sql = f"""
+        WITH pairs AS (
+            SELECT json_extract(value, '$[0]') AS product_id,
+                   json_extract(value, '$[1]') AS category_id
+            FROM json_each(%(pairs)s)
+        ),
+        items AS (
+            SELECT i.client_id, i.product_id, m.category_id,
+                   CAST(strftime('%%s', i.purchased_at) AS INTEGER) AS ts
+            FROM {table} i JOIN pairs m ON m.product_id = i.product_id
+            WHERE i.client_id IN (SELECT value FROM json_each(%(clients)s))
+              AND i.purchased_at >= %(since)s AND i.purchased_at <= %(until)s
+              AND CAST(strftime('%%s', i.purchased_at) AS INTEGER) >= %(since_ts)s
+              AND CAST(strftime('%%s', i.purchased_at) AS INTEGER) <= %(at)s
+        ),
+        {due}
+        SELECT d.client_id, d.category_id, d.days, d.median, d.last_ts, d.since, i.product_id
+        FROM due d JOIN items i ON i.client_id = d.client_id AND i.category_id = d.category_id
+        ORDER BY d.client_id, d.first_ts, d.category_id, i.ts, i.product_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    groups: dict[tuple[int, int], DueGroup] = {}
+    for client_id, category_id, days, median, last_ts, since, product_id in rows:
+        group = groups.get((client_id, category_id))
+        if group is None:
+            group = (client_id, category_id, days, median, last_ts, since, [])
+            groups[(client_id, category_id)] = group
+        group[6].append(product_id)
+    return list(groups.values())
+
+
+def cross_sell_many(inp: StrategyInput, client_ids: Sequence[int]) -> dict[int, Choice]:
+    """``cross_sell`` for a batch: one query returns each client's recent purchases that some
+    rule starts from (newest first) and, for those clients only, what they bought within the
+    window among the rules' targets; the matching and the ranking stay here."""
+    specs = list(inp.cross_sell)
+    if not specs or not client_ids:
+        return {}
+    catalog = inp.catalog
+    usable = _usable_products(inp, scoped=False)
+    sources = [
+        p.id
+        for p in usable
+        if any(_starts(spec, p, catalog.categories[p.category_id].ancestor_set) for spec in specs)
+    ]
+    if not sources:
+        return {}
+    target_categories: set[int] = set()
+    for spec in specs:
+        if spec.target_product is None and spec.target_category is not None:
+            target_categories |= catalog.subtree(spec.target_category)
+    target_products = {s.target_product for s in specs if s.target_product is not None}
+    targets = sorted(
+        {p.id for p in usable if p.id in target_products or p.category_id in target_categories}
+    )
+    table = PurchaseItem._meta.db_table
+    recent_days = int(inp.offer.recent_days)
+    lookback = int(inp.offer.lookback_days)
+    r_since, until, r_since_ts, at_ts = _window(inp, min(recent_days, lookback))
+    since, _until, since_ts, _at = _window(inp, lookback)
+    clients_sql, clients_params = _sql_ids("i.client_id", client_ids)
+    sources_sql, sources_params = _sql_ids("i.product_id", sources)
+    targets_sql, targets_params = _sql_ids("i.product_id", targets or [0])
+    epoch = _sql_epoch("i.purchased_at")
+    sql = f"""
+        WITH recent AS (
+            SELECT i.client_id, i.product_id, i.purchased_at, {epoch} AS ts
+            FROM {table} i
+            WHERE {clients_sql} AND {sources_sql}
+              AND i.purchased_at >= %s AND i.purchased_at <= %s
+        ),
+        triggers AS (
+            SELECT * FROM recent WHERE ts >= %s AND ts >= %s AND ts <= %s
+        )
+        SELECT 0, client_id, product_id, ts, purchased_at FROM triggers
+        UNION ALL
+        SELECT 1, i.client_id, i.product_id, 0, MIN(i.purchased_at)
+        FROM {table} i
+        WHERE i.client_id IN (SELECT client_id FROM triggers) AND {targets_sql}
+          AND i.purchased_at >= %s AND i.purchased_at <= %s
+          AND {epoch} >= %s AND {epoch} <= %s
+        GROUP BY i.client_id, i.product_id
+        ORDER BY 2, 1, 4 DESC, 5, 3
+    """
+    params = [
+        *clients_params,
+        *sources_params,
+        r_since,
+        until,
+        r_since_ts,
+        since_ts,
+        at_ts,
+        *targets_params,
+        since,
+        until,
+        since_ts,
+        at_ts,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+
+    recent: dict[int, list[tuple[int, int]]] = {}
+    owned: dict[int, set[int]] = {}
+    for kind, client_id, product_id, ts, _at in rows:
+        if kind == 0:
+            recent.setdefault(client_id, []).append((product_id, int(ts)))
+        else:
+            owned.setdefault(client_id, set()).add(product_id)
+    picks: dict[int, list[int]] = {}
+    out: dict[int, Choice] = {}
+    for client_id, triggers in recent.items():
+        bought = owned.get(client_id, set())
+        bought_categories = {catalog.products[pid].category_id for pid in bought}
+        choice = _cross_sell_choice(inp, specs, triggers, bought, bought_categories, picks)
+        if choice is not None:
+            out[client_id] = choice
+    return out
+
+
+def _starts(spec: CrossSellSpec, product: ProductInfo, ancestors: frozenset[int]) -> bool:
+    """Whether a purchase of ``product`` triggers the rule."""
+    return (spec.source_product is None or spec.source_product == product.id) and (
+        spec.source_category is None or spec.source_category in ancestors
+    )
+
+
+def _cross_sell_choice(
+    inp: StrategyInput,
+    specs: Sequence[CrossSellSpec],
+    triggers: Sequence[tuple[int, int]],
+    bought: set[int],
+    bought_categories: set[int],
+    picks: dict[int, list[int]],
+) -> Choice | None:
+    """``cross_sell``'s ranking over a client's recent triggering purchases (newest first),
+    given what the client bought among the targets. A rule's pick does not depend on the
+    client (a target already bought disqualifies the rule), so it is computed once."""
+    catalog = inp.catalog
+    recent_days = max(int(inp.offer.recent_days), 1)
+    best: tuple[tuple[float, ...], Choice] | None = None
+    for product_id, when in triggers:
+        product = catalog.products[product_id]
+        ancestors = catalog.categories[product.category_id].ancestor_set
+        since = inp.days_ago(when)
+        recency = math.exp(-since / recent_days)
+        for index, spec in enumerate(specs):
+            if not _starts(spec, product, ancestors):
+                continue
+            if spec.target_product is not None:
+                if spec.target_product in bought:
+                    continue
+                target_name = catalog.products[spec.target_product].name
+            else:
+                target = spec.target_category
+                assert target is not None
+                if bought_categories & catalog.subtree(target):
+                    continue
+                target_name = catalog.category_name(target)
+            products = picks.get(index)
+            if products is None:
+                candidates = (
+                    [spec.target_product]
+                    if spec.target_product is not None
+                    else catalog.offerable_in(target)
+                )
+                products = picks[index] = inp.pick(candidates)
+            if not products:
+                continue
+            score = min(1.0, (0.5 + 0.5 * recency) * (1 + 0.1 * min(spec.weight, 5)) / 1.5)
+            rank = (spec.priority, score)
+            if best is not None and rank <= best[0]:
+                continue
+            fact = {
+                "product": product.name,
+                "category": catalog.category_name(product.category_id),
+                "brand": product.brand,
+                "days_since": since,
+                "last_date": inp.local_date(when),
+                "target": target_name,
+            }
+            reason = spec.reason or (ASSOCIATION_REASON if spec.mined else "")
+            best = (
+                rank,
+                Choice(
+                    list(products),
+                    fact,
+                    score,
+                    reason_template=reason,
+                    sensitive_fact=product.sensitive,
+                    extra={"mined": spec.mined},
+                ),
+            )
+    return best[1] if best else None
+
+
+SET_BASED: dict[str, ManyStrategy] = {
+    ProductStrategy.REPLENISH: replenish_many,
+    ProductStrategy.CROSS_SELL: cross_sell_many,
 }

@@ -22,8 +22,10 @@ Filters: see ``offers/template_library.py`` (``ru_plural``, ``money`` plus safe 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -138,16 +140,21 @@ class CheckedTemplate:
 
 
 def _fast_parts(template: Template) -> tuple[Any, ...] | None:
+    """Text and ``{{ variables }}`` only: text, or (index, lookups, filter expression, whether
+    it has filters, whether their arguments are constants)."""
     if template.engine.autoescape:
         return None
     parts: list[Any] = []
-    for node in template.nodelist:
+    for index, node in enumerate(template.nodelist):
         if isinstance(node, TextNode):
             parts.append(node.s)
         elif isinstance(node, VariableNode):
             fe = node.filter_expression
+            var = fe.var
+            if not isinstance(var, Variable) or var.lookups is None or var.translate:
+                return None
             constant_args = all(not is_lookup for _f, args in fe.filters for is_lookup, _a in args)
-            parts.append((fe, constant_args))
+            parts.append((index, var.lookups, fe, bool(fe.filters), constant_args))
         else:
             return None
     return tuple(parts)
@@ -310,47 +317,75 @@ def compile_reason_template(source: str) -> CheckedTemplate:
     return _compiled(source, "reason")
 
 
-def render(checked: CheckedTemplate, context: dict[str, Any]) -> str:
-    """Render a checked template with plain data; whitespace runs collapse to one space."""
-    ctx = Context(context, autoescape=checked.template.engine.autoescape)
-    if checked.parts is None:
-        text = checked.template.render(ctx)
-    else:
-        text = "".join(_render_parts(checked, ctx))
-    return _SPACES.sub(" ", text).strip()
+def render(
+    checked: CheckedTemplate, context: dict[str, Any], *, language: str | None = None
+) -> str:
+    """Render a checked template with plain data; whitespace runs collapse to one space.
+    ``language``: the active language when the caller already knows it (a batch asks once)."""
+    text = _render_fast(checked, context, language) if checked.parts is not None else None
+    if text is None:
+        text = checked.template.render(
+            Context(context, autoescape=checked.template.engine.autoescape)
+        )
+    if "  " in text or "\t" in text:
+        text = _SPACES.sub(" ", text)
+    return text.strip()
 
 
-def _render_parts(checked: CheckedTemplate, ctx: Context) -> list[str]:
+_MISSING = object()
+# Values whose rendering depends only on the value, its type and the language (not on the
+# time zone, as a datetime's does): safe to memoize.
+_MEMO_TYPES = frozenset({str, int, float, bool, Decimal, dt.date, type(None)})
+
+
+def _render_fast(
+    checked: CheckedTemplate, context: dict[str, Any], language: str | None
+) -> str | None:
+    """Text-and-variables templates without Django's ``Context``: values are looked up in the
+    plain data (dicts and lists); what a value renders to (localized, through its filters) is
+    memoized per part, type, value and language, since every allowed filter is pure. None when
+    a value needs Django's own resolution (anything but dicts and lists on the way)."""
     out: list[str] = []
     memo = checked.memo
-    for index, part in enumerate(checked.parts or ()):
-        if isinstance(part, str):
+    language = language or get_language()
+    ctx: Context | None = None
+    for part in checked.parts or ():
+        if part.__class__ is str:
             out.append(part)
             continue
-        fe, constant_args = part
-        if not fe.filters:
-            value = fe.resolve(ctx)
-            out.append(value if isinstance(value, str) else render_value_in_context(value, ctx))
+        index, lookups, fe, filtered, constant_args = part
+        value: Any = context
+        for bit in lookups:
+            if value.__class__ is dict:
+                value = value.get(bit, _MISSING)
+            elif value.__class__ is list and bit.isdigit() and int(bit) < len(value):
+                value = value[int(bit)]
+            else:
+                return None
+            if value is _MISSING or callable(value):
+                return None
+        cls = value.__class__
+        if cls is str and not filtered:
+            out.append(value)
             continue
-        base = fe.var.resolve(ctx) if isinstance(fe.var, Variable) else fe.var
-        key = (index, base, get_language()) if constant_args and _hashable(base) else None
-        if key is not None and key in memo:
-            out.append(memo[key])
-            continue
-        value = fe.resolve(ctx)
-        text = value if isinstance(value, str) else render_value_in_context(value, ctx)
+        key = (
+            (index, cls, value, language)
+            if cls in _MEMO_TYPES and (constant_args or not filtered)
+            else None
+        )
+        if key is not None:
+            text = memo.get(key)
+            if text is not None:
+                out.append(text)
+                continue
+        if ctx is None:
+            ctx = Context(context, autoescape=False)
+        resolved = fe.resolve(ctx) if filtered else value
+        text = resolved if isinstance(resolved, str) else render_value_in_context(resolved, ctx)
         if key is not None and len(memo) < 10_000:
             memo[key] = text
         out.append(text)
-    return out
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
+    return "".join(out)
 
 
 def render_html(checked: CheckedTemplate, context: dict[str, Any]) -> str:
