@@ -265,6 +265,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "schedule",
         "status",
         "runs_link",
+        "results_link",
     )
     list_filter = ("status", "schedule_kind")
     list_select_related = ("offer", "segment", "crontab")
@@ -327,6 +328,11 @@ class CampaignAdmin(admin.ModelAdmin):
         return format_html(
             '<a href="{}?campaign__id__exact={}">{}</a>', url, obj.pk, gettext("runs")
         )
+
+    @admin.display(description=_("results"))
+    def results_link(self, obj: Campaign) -> str:
+        url = reverse("reports:campaign", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("results"))
 
     @admin.display(description=_("beat entry"))
     def beat_entry(self, obj: Campaign) -> str:

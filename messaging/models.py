@@ -768,3 +768,133 @@ class NumberBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone} ({self.get_reason_display()})"
+
+
+# results ----------------------------------------------------------------------------------------
+# Attribution of purchases to messages and its per-offer rule (issue 8, "Results and experiments").
+# Rows are written by ``messaging.services.attribution`` only; ``messaging.reports`` reads them.
+
+
+class AttributionScope(models.TextChoices):
+    OFFER = "offer", _("products or categories of the offer")
+    ANY = "any", _("any purchase")
+
+
+ATTRIBUTION_WINDOW_DAYS = 7
+
+
+class OfferAttributionRule(models.Model):
+    """How an offer's messages earn purchases: the window after the message and what counts."""
+
+    offer = models.OneToOneField(
+        "offers.Offer",
+        on_delete=models.CASCADE,
+        related_name="attribution_rule",
+        verbose_name=_("offer"),
+    )
+    window_days = models.PositiveSmallIntegerField(
+        _("attribution window, days"),
+        default=ATTRIBUTION_WINDOW_DAYS,
+        help_text=_("A purchase this many days after the message at most is credited to it."),
+    )
+    scope = models.CharField(
+        _("what counts"),
+        max_length=10,
+        choices=AttributionScope.choices,
+        default=AttributionScope.OFFER,
+        help_text=_(
+            "Only purchases of the offer's products or categories (and the products named in "
+            "the message), or any purchase."
+        ),
+    )
+
+    class Meta:
+        verbose_name = _("attribution rule")
+        verbose_name_plural = _("attribution rules")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(window_days__gte=1) & Q(window_days__lte=90),
+                name="attribution_window_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer}: {self.window_days} d, {self.get_scope_display()}"
+
+
+class Attribution(models.Model):
+    """A purchase credited to the last message (sent, delivered, answered, or a holdout's control
+    record) that reached its client within the window. A purchase is credited at most once."""
+
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.CASCADE,
+        related_name="attributions",
+        verbose_name=_("message"),
+    )
+    purchase = models.ForeignKey(
+        "crm.Purchase",
+        on_delete=models.CASCADE,
+        related_name="attributions",
+        verbose_name=_("purchase"),
+        db_index=False,  # the unique constraint below indexes it
+    )
+    client = models.ForeignKey(
+        "crm.Client", on_delete=models.CASCADE, related_name="+", verbose_name=_("client")
+    )
+    # Copied from the message and the purchase so reports and the recompute read one table.
+    run = models.ForeignKey(
+        CampaignRun,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attributions",
+        verbose_name=_("campaign run"),
+    )
+    firing = models.ForeignKey(
+        TriggerFiring,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attributions",
+        verbose_name=_("trigger firing"),
+    )
+    offer = models.ForeignKey(
+        "offers.Offer",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="attributions",
+        verbose_name=_("offer"),
+    )
+    variant = models.ForeignKey(
+        "offers.OfferVariant",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("variant"),
+        db_index=False,  # read through run, firing or offer
+    )
+    is_control = models.BooleanField(_("control group"), default=False)
+    purchased_at = models.DateTimeField(_("purchased at"))
+    revenue = models.DecimalField(_("revenue"), max_digits=14, decimal_places=2, default=0)
+    margin = models.DecimalField(_("margin"), max_digits=14, decimal_places=2, default=0)
+    discount = models.DecimalField(_("discount cost"), max_digits=14, decimal_places=2, default=0)
+    attributed_at = models.DateTimeField(_("attributed at"))
+
+    class Meta:
+        verbose_name = _("attribution")
+        verbose_name_plural = _("attributions")
+        permissions = [("view_results", _("Can see campaign results and export reports"))]
+        constraints = [
+            # Last touch: one message per purchase (so also one row per message and purchase).
+            models.UniqueConstraint(fields=["purchase"], name="attribution_one_per_purchase"),
+        ]
+        indexes = [
+            # The recompute replaces a window of purchases.
+            models.Index(fields=["purchased_at"], name="attribution_purchased_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purchase_id} → {self.message_id}"

@@ -26,4 +26,14 @@ SCHEDULES = [
             "and plans the messages under the contact policy."
         ),
     ),
+    Schedule(
+        name="messaging: attribute purchases to messages",
+        task="messaging.tasks.results.recompute_attribution",
+        crontab={"minute": "30", "hour": "3"},
+        queue="messaging",
+        description=_(
+            "Nightly: credits the purchases of the last weeks to the last message (or control "
+            "record) that reached the client within the offer's window, for the results reports."
+        ),
+    ),
 ]

@@ -33,10 +33,11 @@ from operator import or_
 from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, Count, F, Func, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import get_language
 
+from crm.db.raw import InIds, pg_int_array
 from crm.models import Client, PurchaseItem
 from offers import pricing
 from offers.assignment import VariantPicker, in_holdout
@@ -133,33 +134,6 @@ def _load_offers(offers: Iterable[Any] | None, at: dt.datetime) -> list[Offer]:
     )
 
 
-class InIds(Func):
-    """``field IN (ids)`` with the ids as one parameter: ``= ANY(array)`` on PostgreSQL (the
-    planner sees how many there are and probes the index; ``IN (SELECT unnest(...))`` is
-    estimated at 200 rows and planned worse), ``IN (SELECT value FROM json_each(...))`` on
-    SQLite. Use as ``.filter(InIds("client_id", ids))``."""
-
-    output_field = BooleanField()
-
-    def __init__(self, field: str, ids: Sequence[int]) -> None:
-        super().__init__(F(field))
-        self.ids = [int(i) for i in ids]
-
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
-        sql, params = compiler.compile(self.source_expressions[0])
-        if connection.vendor == "postgresql":
-            return f"{sql} = ANY(%s::bigint[])", [*params, _pg_array(self.ids)]
-        if connection.vendor == "sqlite":
-            return f"{sql} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(self.ids)]
-        placeholders = ", ".join(["%s"] * len(self.ids)) or "NULL"  # pragma: no cover
-        return f"{sql} IN ({placeholders})", [*params, *self.ids]  # pragma: no cover
-
-
-def _pg_array(ids: Sequence[int]) -> str:
-    """An array literal: psycopg sends one short string instead of adapting 5,000 ints."""
-    return "{" + ",".join(str(int(i)) for i in ids) + "}"
-
-
 def _eligible(offer: Offer, ids: Sequence[int], at: dt.datetime) -> set[int]:
     """One query: the clients of the batch in a target segment and in no exclusion segment.
     Each segment's query is narrowed to the batch, so it never runs over the whole table."""
@@ -240,7 +214,7 @@ def _histories(ids: Sequence[int], *, since: dt.datetime, at: dt.datetime) -> di
             f"FROM {table} WHERE client_id = ANY(%s::bigint[]) AND purchased_at >= %s "
             "AND purchased_at <= %s ORDER BY client_id, purchased_at"
         )
-        params: list[Any] = [_pg_array(ids), since, at]
+        params: list[Any] = [pg_int_array(ids), since, at]
     elif connection.vendor == "sqlite":
         sql = (
             "SELECT client_id, product_id, CAST(strftime('%%s', purchased_at) AS INTEGER) "

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import connection
+from django.db.models import BooleanField, F, Func
 
 T = TypeVar("T")
 
@@ -20,3 +22,33 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 def db_datetime(value: dt.datetime) -> Any:
     """A datetime as the driver takes it in raw SQL (PostgreSQL: as is; SQLite: UTC text)."""
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def pg_int_array(ids: Sequence[int]) -> str:
+    """An array literal: psycopg sends one short string instead of adapting 5,000 ints."""
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"
+
+
+class InIds(Func):
+    """``field IN (ids)`` with the ids as one parameter: ``= ANY(array)`` on PostgreSQL (the
+    planner sees how many there are and probes the index; ``IN (SELECT unnest(...))`` is
+    estimated at 200 rows and planned worse), ``IN (SELECT value FROM json_each(...))`` on
+    SQLite. Use as ``.filter(InIds("client_id", ids))``; ``text=True`` for string keys."""
+
+    output_field = BooleanField()
+
+    def __init__(self, field: str, ids: Sequence[Any], *, text: bool = False) -> None:
+        super().__init__(F(field))
+        self.text = text
+        self.ids = [str(i) for i in ids] if text else [int(i) for i in ids]
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            if self.text:
+                return f"{sql} = ANY(%s::text[])", [*params, self.ids]
+            return f"{sql} = ANY(%s::bigint[])", [*params, pg_int_array(self.ids)]
+        if connection.vendor == "sqlite":
+            return f"{sql} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(self.ids)]
+        placeholders = ", ".join(["%s"] * len(self.ids)) or "NULL"  # pragma: no cover
+        return f"{sql} IN ({placeholders})", [*params, *self.ids]  # pragma: no cover

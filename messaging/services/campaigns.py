@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
+from crm.db.raw import InIds
 from crm.models import Channel, Client
 from messaging.models import (
     Campaign,
@@ -272,7 +273,7 @@ class _CandidateBuilder:
     def _plain(self, ids: Sequence[int]) -> list[Candidate]:
         from offers.templating import render, render_html
 
-        rows = Client.objects.filter(pk__in=ids).values_list(
+        rows = Client.objects.filter(InIds("pk", ids)).values_list(
             "id", "first_name", "middle_name", "last_name", "city", "gender"
         )
         candidates = []

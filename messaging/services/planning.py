@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from crm.db.raw import db_datetime
+from crm.db.raw import InIds, db_datetime, pg_int_array
 from crm.models import Channel, Client, Consent, ConsentPurpose, ContactTime
 from messaging.models import (
     COUNTED_STATUSES,
@@ -363,7 +363,7 @@ def _lock_and_load(ids: Sequence[int]) -> dict[int, _Person]:
     ``FOR NO KEY UPDATE`` makes a second planner — another run, a trigger — wait for this
     batch's commit before it counts the same clients' messages, so caps hold. It does not block
     foreign-key checks (purchases being written). SQLite serializes writers anyway."""
-    queryset = Client.objects.filter(pk__in=ids).order_by("pk")
+    queryset = Client.objects.filter(InIds("pk", ids)).order_by("pk")
     if connection.features.has_select_for_update:
         queryset = queryset.select_for_update(no_key=True)
     rows = queryset.values_list(
@@ -391,7 +391,7 @@ def _e164(phone: Any) -> str:
 def _consents(ids: Sequence[int], channels: Sequence[str]) -> set[tuple[int, str]]:
     return set(
         Consent.objects.filter(
-            client_id__in=ids,
+            InIds("client_id", ids),
             channel__in=channels,
             purpose=ConsentPurpose.MARKETING,
             is_granted=True,
@@ -412,7 +412,7 @@ def _history(
     reach = policy.widest_window + dt.timedelta(days=31)  # offer caps default to 30 days
     last = max(horizon or now, now + dt.timedelta(days=15))
     rows = Message.objects.filter(
-        client_id__in=ids,
+        InIds("client_id", ids),
         status__in=COUNTED_STATUSES,
         is_transactional=False,
         scheduled_for__gt=now - reach,
@@ -428,14 +428,11 @@ def _existing_keys(
     origin: Origin, candidates: Sequence[Candidate], channels: Sequence[str]
 ) -> set[str]:
     keys = [idempotency_key(origin, c, ch) for c in candidates for ch in channels]
-    found: set[str] = set()
-    for start in range(0, len(keys), 5000):
-        found.update(
-            Message.objects.filter(idempotency_key__in=keys[start : start + 5000]).values_list(
-                "idempotency_key", flat=True
-            )
+    return set(
+        Message.objects.filter(InIds("idempotency_key", keys, text=True)).values_list(
+            "idempotency_key", flat=True
         )
-    return found
+    )
 
 
 _PART_OF_HOUR = [
@@ -465,7 +462,7 @@ def _learned_parts(
     since = db_datetime(now - dt.timedelta(days=365))
     if connection.vendor == "postgresql":
         hour = "EXTRACT(HOUR FROM purchased_at AT TIME ZONE 'UTC')::int"
-        ids_sql, params = "client_id = ANY(%s)", [list(wanted)]
+        ids_sql, params = "client_id = ANY(%s::bigint[])", [pg_int_array(wanted)]
     else:
         hour = "CAST(strftime('%%H', purchased_at) AS INTEGER)"
         ids_sql = f"client_id IN ({','.join(['%s'] * len(wanted))})"
