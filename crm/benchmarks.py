@@ -110,3 +110,4 @@ def _check(case: PageCase, response: HttpResponseBase) -> None:
 
 
 from crm import import_benchmark  # noqa: E402,F401 - registers "import"
+from crm.card import benchmark as card_benchmark  # noqa: E402,F401 - registers "card"

@@ -641,3 +641,26 @@ class ImportJob(TimeStamped):
         if not self.total_rows:
             return 100 if self.status == ImportStatus.DONE else 0
         return min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+# Call-center operators ---------------------------------------------------------------------------
+
+
+class OperatorProfile(TimeStamped):
+    """A staff user's PBX extension: where click-to-call rings first and which incoming calls
+    the card's pop-up shows. Django's user model has no place for it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="operator_profile",
+        verbose_name=_("user"),
+    )
+    extension = models.CharField(_("PBX extension"), max_length=32, blank=True)
+
+    class Meta:
+        verbose_name = _("operator profile")
+        verbose_name_plural = _("operator profiles")
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.extension or '-'}"

@@ -108,8 +108,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     + ["messaging.add_numberblock", "messaging.delete_numberblock"]
     + _perms(["django_celery_beat.crontabschedule"], "view", "add", "change")
     + ["django_celery_beat.view_clockedschedule"]
-    # Campaign results and report exports (issue 8).
-    + ["messaging.view_results"],
+    # Campaign results and report exports, and the operator card to read (issue 8).
+    + ["messaging.view_results", "crm.view_client_card"],
     # Operators read client data and record what a client said: consent and call outcomes.
     # They export nothing, edit no offers, and see only their own audit entries.
     OPERATOR: _perms(_CLIENT_DATA, "view")
@@ -118,7 +118,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     + _perms(_OFFERS, "view")
     + ["crm.view_auditlog"]
     # The message history on the client (issue 6).
-    + ["messaging.view_message"],
+    + ["messaging.view_message"]
+    # The operator card (issue 8): read it, record call outcomes, take callback requests, send
+    # the suggested offer, call the client through the PBX.
+    + [
+        "crm.view_client_card",
+        "crm.record_call_outcome",
+        "crm.take_callback",
+        "crm.send_offer_now",
+        "crm.click_to_call",
+    ],
     # Integrations push data through the API only (they are not staff).
     INTEGRATION: _perms(_CLIENT_DATA, "view")
     + _perms(

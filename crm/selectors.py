@@ -34,9 +34,12 @@ def client_search(queryset: QuerySet[Client], term: str) -> QuerySet[Client]:
 RECENT_PURCHASES = 10
 
 
-def client_card(*, client_id: int) -> dict[str, Any] | None:
+def client_card(
+    *, client_id: int, purchases_offset: int = 0, purchases_limit: int = RECENT_PURCHASES
+) -> dict[str, Any] | None:
     """The client card as data: profile, consents, loyalty, recent purchases (four queries:
-    the client with its account and tier, consents, purchases, their items)."""
+    the client with its account and tier, consents, purchases, their items). The operator's
+    card pages through the purchases with ``purchases_offset``/``purchases_limit``."""
     client = Client.objects.select_related("loyalty__tier").filter(pk=client_id).first()
     if client is None:
         return None
@@ -47,7 +50,7 @@ def client_card(*, client_id: int) -> dict[str, Any] | None:
                 "items", queryset=PurchaseItem.objects.select_related("product").order_by("id")
             )
         )
-        .order_by("-purchased_at", "-id")[:RECENT_PURCHASES]
+        .order_by("-purchased_at", "-id")[purchases_offset : purchases_offset + purchases_limit]
     )
     account = getattr(client, "loyalty", None)
     return {

@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("hooks/", include("messaging.hooks.urls")),
+    path("card/", include("crm.card.urls")),
     path("reports/", include("messaging.report_urls")),
     path("", include("messaging.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

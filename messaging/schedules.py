@@ -36,4 +36,24 @@ SCHEDULES = [
             "record) that reached the client within the offer's window, for the results reports."
         ),
     ),
+    Schedule(
+        name="messaging: apply waiting gateway events",
+        task="messaging.tasks.gateways.gateway_events_sweep_task",
+        crontab={},
+        queue="messaging",
+        description=_(
+            "Every minute: applies delivery reports and inbound SMS that arrived before their "
+            "message was recorded as sent, or while the broker was down."
+        ),
+    ),
+    Schedule(
+        name="messaging: apply waiting call events",
+        task="messaging.tasks.calls.call_events_sweep_task",
+        crontab={},
+        queue="messaging",
+        description=_(
+            "Every minute: applies call events (answered, digits, ended) that are still waiting, "
+            "and closes calls a crashed dialer left open."
+        ),
+    ),
 ]

@@ -3,4 +3,4 @@
 Celery's autodiscovery imports this package; each module registers its tasks on import.
 """
 
-from messaging.tasks import campaigns, dispatch, gateways, results, triggers  # noqa: F401
+from messaging.tasks import calls, campaigns, dispatch, gateways, results, triggers  # noqa: F401

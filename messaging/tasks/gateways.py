@@ -1,1 +1,63 @@
-"""Tasks: see messaging/tasks/__init__.py."""
+"""Gateway event tasks: apply stored delivery reports (thin wrappers over services.events)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.core.cache import cache
+from django.db import OperationalError, transaction
+
+from messaging.services.events import delivery_reports_apply, gateway_events_sweep
+
+APPLY_PENDING_KEY = "messaging:gateway-events:apply-scheduled"
+
+
+@shared_task(
+    soft_time_limit=60,
+    time_limit=90,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    max_retries=5,
+)
+def delivery_reports_apply_task(event_ids: list[int]) -> int:
+    """Apply these reports (idempotent: processed ones are skipped, status only moves forward)."""
+    return delivery_reports_apply(event_ids=event_ids).applied
+
+
+@shared_task(
+    soft_time_limit=4 * 60,
+    time_limit=5 * 60,
+    autoretry_for=(OperationalError,),
+    retry_backoff=5,
+    max_retries=3,
+)
+def gateway_events_sweep_task(budget_seconds: float = 200.0) -> int:
+    """Apply reports that waited for dispatch to mark their Message sent (every minute)."""
+    return gateway_events_sweep(budget_seconds=budget_seconds).applied
+
+
+@shared_task(
+    soft_time_limit=60,
+    time_limit=90,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    max_retries=5,
+)
+def gateway_events_apply_pending_task() -> int:
+    """Apply everything webhooks stored since the last run (one batch for many callbacks)."""
+    # Cleared before reading, so a report stored while this runs schedules the next run.
+    cache.delete(APPLY_PENDING_KEY)
+    return gateway_events_sweep(budget_seconds=50.0).applied
+
+
+def gateway_events_apply_soon(*, delay: float = 0.5) -> None:
+    """After commit, schedule one apply task for all reports arriving in the next ``delay`` s.
+
+    A webhook answers after one INSERT; thousands of callbacks a second become a few set-based
+    batches instead of thousands of tasks.
+    """
+
+    def schedule() -> None:
+        if cache.add(APPLY_PENDING_KEY, 1, timeout=60):
+            gateway_events_apply_pending_task.apply_async(countdown=delay)
+
+    transaction.on_commit(schedule)

@@ -1,0 +1,20 @@
+"""Reads about calls for the client card: the operator's incoming-call pop-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db.models import QuerySet
+
+from messaging.models import Call, CallDirection
+
+
+def incoming_calls_for_extension(extension: str, since: dt.datetime) -> QuerySet[Call]:
+    """Incoming calls that rang ``extension`` since ``since``, newest first, with their client."""
+    return (
+        Call.objects.filter(
+            direction=CallDirection.INBOUND, extension=extension, started_at__gte=since
+        )
+        .select_related("client")
+        .order_by("-started_at")
+    )

@@ -1,0 +1,279 @@
+"""Call events -> outcomes and follow-ups: DTMF meanings, replays, retries in the call window,
+per-number caps, blocked numbers; the SIP backend's queueing and prompts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import wave
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from crm.models import Channel, ConsentEvent
+from messaging.backends import OutgoingMessage, SendStatus
+from messaging.backends.sip import SipBackend, render_prompt
+from messaging.backends.voice import NotSupported
+from messaging.events import CallEvent
+from messaging.models import (
+    Call,
+    CallbackRequest,
+    CallDirection,
+    CallState,
+    ChannelRule,
+    ContactPolicy,
+    GatewayEvent,
+    Message,
+    MessageStatus,
+    NumberBlock,
+    NumberBlockReason,
+)
+from messaging.services.calls import (
+    call_events_apply,
+    call_events_process,
+    call_retries_schedule,
+    calls_close_stale,
+    numbers_blocked,
+    numbers_over_cap,
+    retry_key,
+)
+from tests.factories import ClientFactory
+from tests.messaging.voice.conftest import grant_calls
+
+pytestmark = pytest.mark.django_db
+MSK = ZoneInfo("Europe/Moscow")
+
+
+def ev(message: Message, state: str, seq: int, **kw: Any) -> CallEvent:
+    return CallEvent(
+        provider="sip",
+        call_id=f"sip-{message.pk}",
+        state=CallState(state),
+        direction=CallDirection.OUTBOUND,
+        occurred_at=kw.pop("at", timezone.now()),
+        to_number=message.recipient,
+        sequence=f"{seq:03d}-{state}",
+        message_id=message.pk,
+        **kw,
+    )
+
+
+@pytest.fixture
+def call_window(db: None) -> ContactPolicy:
+    policy = ContactPolicy.objects.create(name="calls 9-21", is_active=True)
+    ChannelRule.objects.create(
+        policy=policy,
+        channel=Channel.CALL,
+        weekday_start=dt.time(9),
+        weekday_end=dt.time(21),
+        weekend_start=dt.time(10),
+        weekend_end=dt.time(20),
+    )
+    return policy
+
+
+# Events and DTMF ------------------------------------------------------------------------------
+
+
+def test_press_2_replayed_and_reordered_withdraws_once(
+    make_call: Any, django_assert_max_num_queries: Any
+) -> None:
+    client = ClientFactory(time_zone="Europe/Moscow")
+    grant_calls([client])
+    message = make_call(client)
+    events = [
+        ev(message, "ringing", 0),
+        ev(message, "answered", 1),
+        ev(message, "dtmf", 2, digits="2"),
+        ev(message, "ended", 3, disposition="answered", duration=7),
+    ]
+
+    with django_assert_max_num_queries(25):
+        call_events_apply(events=list(reversed(events)))
+    again = call_events_apply(events=events)
+
+    message.refresh_from_db()
+    assert (message.status, message.dtmf, message.call_duration) == ("answered", "2", 7)
+    assert (again.recorded, again.processed) == (0, 0)
+    assert ConsentEvent.objects.filter(client=client, source="ivr", channel="call").count() == 1
+    assert NumberBlock.objects.get().reason == NumberBlockReason.DO_NOT_CALL
+    assert numbers_blocked([message.recipient, "+79990000000"]) == {message.recipient}
+    assert not CallbackRequest.objects.exists()
+
+
+def test_press_1_twice_in_one_call_opens_one_request(make_call: Any) -> None:
+    message = make_call()
+
+    call_events_apply(events=[ev(message, "dtmf", 2, digits="1")])
+    call_events_apply(events=[ev(message, "dtmf", 3, digits="1")])
+
+    assert CallbackRequest.objects.filter(message=message).count() == 1
+    message.refresh_from_db()
+    assert (message.status, message.dtmf) == (MessageStatus.DIALING, "11")
+
+
+def test_digit_meanings_come_from_settings(make_call: Any, settings: Any) -> None:
+    settings.VOICE_DTMF_ACTIONS = {"9": "wrong_number", "1": "callback"}
+    message = make_call()
+
+    call_events_apply(
+        events=[ev(message, "dtmf", 1, digits="2"), ev(message, "dtmf", 2, digits="9")]
+    )
+
+    assert list(NumberBlock.objects.values_list("phone", "reason")) == [
+        (message.recipient, NumberBlockReason.WRONG_NUMBER)
+    ]
+    assert not ConsentEvent.objects.filter(source="ivr").exists()
+
+
+def test_events_wait_until_dispatch_marks_the_message_sent(make_call: Any) -> None:
+    message = make_call(status=MessageStatus.QUEUED)
+
+    first = call_events_apply(events=[ev(message, "ended", 1, disposition="busy")])
+    message.refresh_from_db()
+    assert (first.waiting, message.status) == (1, MessageStatus.QUEUED)
+    assert not Call.objects.exists()
+
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENT)
+    swept = call_events_process()
+
+    message.refresh_from_db()
+    assert (swept.processed, message.status) == (1, MessageStatus.BUSY)
+    assert not GatewayEvent.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_a_cancelled_message_is_not_moved_by_a_late_result(make_call: Any) -> None:
+    message = make_call(status=MessageStatus.CANCELLED)
+
+    call_events_apply(events=[ev(message, "ended", 1, disposition="answered", duration=3)])
+
+    message.refresh_from_db()
+    assert message.status == MessageStatus.CANCELLED
+    assert Call.objects.get().disposition == "answered"
+
+
+def test_stale_dialer_calls_are_closed_as_failed(make_call: Any, settings: Any) -> None:
+    settings.VOICE_STALE_CALL_MINUTES = 15
+    message = make_call(status=MessageStatus.DIALING)
+    call_events_apply(
+        events=[ev(message, "ringing", 0, at=timezone.now() - dt.timedelta(minutes=20))]
+    )
+
+    assert calls_close_stale() == 1
+
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert Call.objects.get().state == CallState.ENDED
+
+
+# Retries, window, caps -----------------------------------------------------------------------
+
+
+def test_retry_waits_for_the_next_call_window(
+    make_call: Any, call_window: ContactPolicy, settings: Any
+) -> None:
+    settings.VOICE_RETRY_MINUTES = 30
+    now = dt.datetime(2026, 3, 4, 20, 50, tzinfo=MSK)  # Wednesday, the window closes at 21:00
+    message = make_call(status=MessageStatus.BUSY, sent_at=now)
+
+    (retry,) = call_retries_schedule(messages=[message], now=now)
+
+    assert retry.scheduled_for == dt.datetime(2026, 3, 5, 9, 0, tzinfo=MSK)
+    assert retry.idempotency_key == f"{message.idempotency_key}#r2"
+    # A replay of the same outcome plans nothing new.
+    call_retries_schedule(messages=[message], now=now)
+    assert Message.objects.filter(status=MessageStatus.PLANNED).count() == 1
+
+
+def test_retry_inside_the_window_after_the_delay(
+    make_call: Any, call_window: ContactPolicy, settings: Any
+) -> None:
+    settings.VOICE_RETRY_MINUTES = 45
+    now = dt.datetime(2026, 3, 4, 12, 0, tzinfo=MSK)
+    message = make_call(status=MessageStatus.NO_ANSWER, sent_at=now)
+
+    (retry,) = call_retries_schedule(messages=[message], now=now)
+
+    assert retry.scheduled_for == now + dt.timedelta(minutes=45)
+
+
+def test_no_retry_after_the_last_attempt_or_past_expiry(
+    make_call: Any, call_window: ContactPolicy, settings: Any
+) -> None:
+    settings.VOICE_MAX_ATTEMPTS = 3
+    now = dt.datetime(2026, 3, 4, 12, 0, tzinfo=MSK)
+    last = make_call(status=MessageStatus.BUSY, key="run:1:1:call#r3", sent_at=now)
+    expiring = make_call(
+        status=MessageStatus.BUSY, sent_at=now, expires_at=now + dt.timedelta(minutes=10)
+    )
+
+    assert call_retries_schedule(messages=[last, expiring], now=now) == []
+
+
+def test_daily_and_weekly_caps_per_number(
+    make_call: Any, call_window: ContactPolicy, settings: Any
+) -> None:
+    settings.VOICE_DAILY_CAP, settings.VOICE_WEEKLY_CAP = 2, 3
+    settings.VOICE_RETRY_MINUTES = 30
+    now = dt.datetime(2026, 3, 4, 12, 0, tzinfo=MSK)
+    client = ClientFactory(time_zone="Europe/Moscow")
+    earlier = make_call(
+        client, status=MessageStatus.NO_ANSWER, key="a", sent_at=now - dt.timedelta(hours=3)
+    )
+    message = make_call(client, status=MessageStatus.BUSY, key="b", sent_at=now)
+
+    (retry,) = call_retries_schedule(messages=[message], now=now)
+
+    # Two calls in the last 24 hours: the next may go 24 hours after the earlier one.
+    assert retry.scheduled_for == earlier.sent_at + dt.timedelta(hours=24)
+    assert numbers_over_cap([message.recipient], now=now) == {message.recipient}
+    assert numbers_over_cap([message.recipient], now=now + dt.timedelta(hours=22)) == set()
+
+    make_call(client, status=MessageStatus.ANSWERED, key="c", sent_at=now - dt.timedelta(days=3))
+    Message.objects.filter(status=MessageStatus.PLANNED).delete()
+    (retry,) = call_retries_schedule(messages=[message], now=now)
+    # Three calls this week: wait until the oldest of them is a week old (then the window).
+    assert retry.scheduled_for == (now - dt.timedelta(days=3) + dt.timedelta(days=7))
+
+
+def test_retry_keys_stay_within_the_column() -> None:
+    long_key = "firing:" + "x" * 75
+    assert len(retry_key(long_key, 2)) <= 80
+    assert retry_key(retry_key(long_key, 2), 3).endswith("#r3")
+    assert retry_key("run:1:2:call#r2", 3) == "run:1:2:call#r3"
+
+
+# The SIP backend ------------------------------------------------------------------------------
+
+
+def test_sip_backend_queues_for_the_dialer(tmp_path: Path) -> None:
+    backend = SipBackend(channel="call", prompt_dir=str(tmp_path), work_dir=str(tmp_path))
+    messages = [
+        OutgoingMessage(
+            id=1, idempotency_key="k1", channel="call", to="+79161234567", text="Привет"
+        ),
+        OutgoingMessage(id=2, idempotency_key="k2", channel="call", to="12", text="Привет"),
+    ]
+
+    results = backend.send_messages(messages)
+
+    assert [(r.status, r.provider_id) for r in results] == [
+        (SendStatus.SENT, "sip-1"),
+        (SendStatus.FAILED, ""),
+    ]
+    with pytest.raises(NotSupported):
+        backend.originate(extension="101", number="+79161234567")
+
+
+def test_prompt_is_8khz_mono_padded_and_cached(sip_peers: None, tmp_path: Path) -> None:
+    first = render_prompt("Здравствуйте! Нажмите один.", directory=tmp_path, pad_seconds=4)
+    mtime = first.stat().st_mtime_ns
+
+    again = render_prompt("Здравствуйте! Нажмите один.", directory=tmp_path, pad_seconds=4)
+
+    assert again == first and again.stat().st_mtime_ns == mtime
+    with wave.open(str(first)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        assert w.getnframes() / 8000 > 4  # speech plus the DTMF window

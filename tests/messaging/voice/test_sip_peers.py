@@ -1,0 +1,181 @@
+"""The ``sip`` backend against real called parties: baresip dials SIPp over loopback.
+
+Each scenario's outcome lands on its Message, and the follow-ups happen: "press 1" opens a
+callback request for operators, "press 2" withdraws call consent and blocks the number, busy and
+no answer schedule another attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from crm.models import Channel, Consent, ConsentPurpose
+from messaging.models import (
+    Call,
+    CallbackRequest,
+    CallbackSource,
+    CallState,
+    Message,
+    MessageStatus,
+    NumberBlock,
+    NumberBlockReason,
+)
+from messaging.peers.sip import SippPeer
+from messaging.services.calls import autodial_run
+from tests.factories import ClientFactory
+from tests.messaging.voice.conftest import grant_calls
+
+pytestmark = pytest.mark.django_db
+
+
+def test_answer_and_press_1_opens_a_callback_request(
+    sipp: Callable[..., SippPeer], use_sip_backend: Callable[..., None], make_call: Any
+) -> None:
+    use_sip_backend(sipp("answer", "1"))
+    message = make_call()
+
+    result = autodial_run()
+
+    message.refresh_from_db()
+    assert result.calls == 1
+    assert (message.status, message.dtmf) == (MessageStatus.ANSWERED, "1")
+    assert message.call_duration is not None and message.call_duration <= 10
+    call = Call.objects.get(message=message)
+    assert (call.provider, call.state, call.disposition, call.digits) == (
+        "sip",
+        CallState.ENDED,
+        "answered",
+        "1",
+    )
+    assert call.answered_at is not None and call.ended_at is not None
+    request = CallbackRequest.objects.get()
+    assert (request.client_id, request.message_id, request.offer_id, request.source) == (
+        message.client_id,
+        message.pk,
+        message.offer_id,
+        CallbackSource.IVR,
+    )
+    assert request.reason == message.reason
+    assert not NumberBlock.objects.exists()
+    assert Message.objects.count() == 1  # no retry of an answered call
+
+
+def test_answer_and_press_2_withdraws_consent_and_blocks_the_number(
+    sipp: Callable[..., SippPeer], use_sip_backend: Callable[..., None], make_call: Any
+) -> None:
+    use_sip_backend(sipp("answer", "2"))
+    client = ClientFactory(time_zone="Europe/Moscow")
+    grant_calls([client])
+    message = make_call(client)
+
+    autodial_run()
+
+    message.refresh_from_db()
+    assert (message.status, message.dtmf) == (MessageStatus.ANSWERED, "2")
+    consent = Consent.objects.get(
+        client=client, channel=Channel.CALL, purpose=ConsentPurpose.MARKETING
+    )
+    assert (consent.is_granted, consent.source) == (False, "ivr")
+    block = NumberBlock.objects.get()
+    assert (block.phone, block.reason) == (client.phone, NumberBlockReason.DO_NOT_CALL)
+    assert not CallbackRequest.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("busy", MessageStatus.BUSY), ("no_answer", MessageStatus.NO_ANSWER)]
+)
+def test_busy_and_no_answer_schedule_a_retry(
+    kind: str,
+    status: str,
+    sipp: Callable[..., SippPeer],
+    use_sip_backend: Callable[..., None],
+    make_call: Any,
+    settings: Any,
+) -> None:
+    settings.VOICE_RETRY_MINUTES = 30
+    use_sip_backend(sipp(kind))
+    message = make_call()
+    before = timezone.now()
+
+    autodial_run()
+
+    message.refresh_from_db()
+    assert message.status == status
+    assert (message.dtmf, message.call_duration) == ("", None)
+    assert Call.objects.get(message=message).disposition == kind
+    retry = Message.objects.exclude(pk=message.pk).get()
+    assert retry.status == MessageStatus.PLANNED
+    assert retry.idempotency_key == f"{message.idempotency_key}#r2"
+    assert (retry.client_id, retry.recipient, retry.text, retry.offer_id) == (
+        message.client_id,
+        message.recipient,
+        message.text,
+        message.offer_id,
+    )
+    assert retry.scheduled_for >= before + dt.timedelta(minutes=30)
+    assert not CallbackRequest.objects.exists() and not NumberBlock.objects.exists()
+
+
+def test_twenty_calls_on_four_lines_within_a_minute(
+    sipp: Callable[..., SippPeer], use_sip_backend: Callable[..., None], make_call: Any
+) -> None:
+    use_sip_backend(sipp("answer", "1"), lines=4)
+    messages = [make_call() for _ in range(20)]
+
+    result = autodial_run()
+
+    print(
+        f"\nautodial: {result.calls} calls on 4 lines in {result.seconds:.1f} s "
+        f"= {result.rate_per_minute:.0f} calls/min; outcomes {result.outcomes}"
+    )
+    assert result.calls == 20
+    assert result.seconds < 60
+    statuses = set(
+        Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("status", "dtmf")
+    )
+    assert statuses == {(MessageStatus.ANSWERED, "1")}
+    assert CallbackRequest.objects.count() == 20
+
+
+def test_blocked_numbers_are_never_dialled(
+    sipp: Callable[..., SippPeer], use_sip_backend: Callable[..., None], make_call: Any
+) -> None:
+    use_sip_backend(sipp("answer", "1"))
+    message = make_call()
+    NumberBlock.objects.create(phone=message.recipient, reason=NumberBlockReason.WRONG_NUMBER)
+
+    result = autodial_run()
+
+    message.refresh_from_db()
+    assert result.calls == 0
+    assert (message.status, message.status_reason) == (MessageStatus.CANCELLED, "number blocked")
+    assert not Call.objects.exists()
+
+
+def test_dispatch_then_autodialer_end_to_end(
+    sipp: Callable[..., SippPeer], use_sip_backend: Callable[..., None], make_call: Any
+) -> None:
+    """A planned call message goes out through dispatch, then the dialer places it."""
+    from messaging.services.dispatch import dispatch_due
+
+    use_sip_backend(sipp("answer", "1"))
+    client = ClientFactory(time_zone="Europe/Moscow")
+    grant_calls([client])
+    message = make_call(client, status=MessageStatus.PLANNED)
+
+    dispatched = dispatch_due(channels=[Channel.CALL])
+    message.refresh_from_db()
+    assert dispatched.sent == 1
+    assert message.status in (MessageStatus.SENT, MessageStatus.DIALING)
+    assert message.provider_id == f"sip-{message.pk}"
+
+    autodial_run()
+
+    message.refresh_from_db()
+    assert (message.status, message.dtmf) == (MessageStatus.ANSWERED, "1")
+    assert CallbackRequest.objects.filter(message=message, source=CallbackSource.IVR).exists()
