@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from crm.models import Channel, TimeStamped
 
@@ -404,7 +405,7 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed", _("failed")
     UNDELIVERED = "undelivered", _("undelivered")
     CANCELLED = "cancelled", _("cancelled")
-    EXPIRED = "expired", _("expired")
+    EXPIRED = "expired", pgettext_lazy("message status", "expired")
     CONTROL = "control", _("control group (not sent)")
     DIALING = "dialing", _("dialing")
     ANSWERED = "answered", _("answered")
@@ -465,7 +466,7 @@ class Message(models.Model):
         verbose_name=_("variant"),
     )
     is_transactional = models.BooleanField(_("transactional"), default=False)
-    recipient = models.CharField(_("to"), max_length=254)
+    recipient = models.CharField(pgettext_lazy("addressee", "to"), max_length=254)
     subject = models.CharField(_("subject"), max_length=255, blank=True)
     text = models.TextField(_("text"))
     reason = models.TextField(_("reason"), blank=True)
@@ -596,8 +597,8 @@ class GatewayEvent(models.Model):
 
 class InboundSms(models.Model):
     provider = models.CharField(_("provider"), max_length=30)
-    sender = models.CharField(_("from"), max_length=32)
-    recipient = models.CharField(_("to"), max_length=32, blank=True)
+    sender = models.CharField(pgettext_lazy("sender", "from"), max_length=32)
+    recipient = models.CharField(pgettext_lazy("addressee", "to"), max_length=32, blank=True)
     text = models.TextField(_("text"))
     received_at = models.DateTimeField(_("received"))
     client = models.ForeignKey(
@@ -636,8 +637,8 @@ class Call(models.Model):
     provider = models.CharField(_("provider"), max_length=30)
     call_id = models.CharField(_("call id"), max_length=120)
     direction = models.CharField(_("direction"), max_length=3, choices=CallDirection.choices)
-    from_number = models.CharField(_("from"), max_length=32, blank=True)
-    to_number = models.CharField(_("to"), max_length=32, blank=True)
+    from_number = models.CharField(pgettext_lazy("sender", "from"), max_length=32, blank=True)
+    to_number = models.CharField(pgettext_lazy("addressee", "to"), max_length=32, blank=True)
     extension = models.CharField(_("operator extension"), max_length=32, blank=True)
     client = models.ForeignKey(
         "crm.Client",

@@ -174,7 +174,10 @@ def _render_report(
                 report.funnel, title=_("Funnel"), empty=_("No messages yet")
             ),
             "variant_chart": charts.rate_chart(
-                rates, title=_("Conversion rate with its 95% interval"), empty=_("No messages yet")
+                rates,
+                # xgettext:no-python-format
+                title=_("Conversion rate with its 95% interval"),
+                empty=_("No messages yet"),
             ),
             **extra,
         },

@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.html import strip_tags
 
+from crm.db.raw import bulk_update_rows
 from crm.models import Channel, Consent, ConsentPurpose
 from messaging.backends import BaseBackend, OutgoingMessage, SendResult, SendStatus, get_backend
 from messaging.backends.base import PermanentGatewayError, RetryableGatewayError
@@ -248,7 +249,7 @@ def _send_chunk(
             sendable = [m for m in group if m.pk in ready_ids]
             if sendable:
                 counts.update(_deliver(_backend(channel, backends), sendable, now))
-        Message.objects.bulk_update(messages, _RESULT_FIELDS, batch_size=500)
+        bulk_update_rows(Message, messages, _RESULT_FIELDS)
     return counts
 
 
@@ -418,7 +419,8 @@ def recover_stale_claims(
                     message.status = MessageStatus.FAILED
                     message.status_reason = "outcome unknown after a worker crash"
                     counts["recovered_unknown"] += 1
-            Message.objects.bulk_update(
+            bulk_update_rows(
+                Message,
                 rows,
                 [
                     "status",

@@ -204,7 +204,7 @@ def offer_send_now(
     if not planned:
         reason = next(iter(outcome.excluded), Reason.NOT_ELIGIBLE)
         return SendResult(None, reason, _explain(reason, policy, offer))
-    message = planned[0]
+    message = Message.objects.get(idempotency_key=planned[0].idempotency_key)
     if message.scheduled_for - now > DEFERRED_AFTER:
         local = message.scheduled_for.astimezone(zone(str(client.time_zone)))
         if local.date() == now.astimezone(local.tzinfo).date():

@@ -11,6 +11,7 @@ reason, which the run shows.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import CharField
+from django.db.models.functions import Cast
 
 from crm.db.raw import InIds, db_datetime, pg_int_array
 from crm.models import Channel, Client, Consent, ConsentPurpose, ContactTime
@@ -90,7 +93,7 @@ class BatchOutcome:
     planned: int = 0
     control: int = 0
     excluded: Counter[str] = field(default_factory=Counter)
-    messages: list[Message] = field(default_factory=list)
+    messages: list[PlannedMessage] = field(default_factory=list)
     # Why each client left out got no message (triggers record it on the firing).
     reasons: dict[int, str] = field(default_factory=dict)
 
@@ -136,7 +139,7 @@ def plan_batch(
     history = _history(ids, now, policy, horizon)
     existing = _existing_keys(origin, candidates, channels)
 
-    rows: list[Message] = []
+    rows: list[PlannedMessage] = []
     for candidate in candidates:
         person = people.get(candidate.client_id)
         if person is None or person.anonymized:
@@ -174,14 +177,17 @@ def plan_batch(
         )
     rows = _with_promo_codes(rows, candidates, outcome, now)
     outcome.planned = sum(1 for row in rows if row.status == MessageStatus.PLANNED)
-    Message.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+    _insert(rows)
     outcome.messages = rows
     return outcome
 
 
 def _with_promo_codes(
-    rows: list[Message], candidates: Sequence[Candidate], outcome: BatchOutcome, now: dt.datetime
-) -> list[Message]:
+    rows: list[PlannedMessage],
+    candidates: Sequence[Candidate],
+    outcome: BatchOutcome,
+    now: dt.datetime,
+) -> list[PlannedMessage]:
     """Give the clients who will get a message their single-use codes (only them, so a pool is
     not spent on clients the policy left out), in place of the code pattern in their texts.
     A client the pool has no code left for gets no message."""
@@ -189,7 +195,7 @@ def _with_promo_codes(
     from offers.services import promo_code_assign_many
 
     pools = {(c.client_id, c.offer_id): c.promo_pool_id for c in candidates if c.promo_pool_id}
-    wanted: dict[tuple[int, int | None], list[Message]] = defaultdict(list)
+    wanted: dict[tuple[int, int | None], list[PlannedMessage]] = defaultdict(list)
     for row in rows:
         pool_id = pools.get((row.client_id, row.offer_id))
         if pool_id and row.status == MessageStatus.PLANNED:
@@ -213,6 +219,76 @@ def _with_promo_codes(
             message.text = message.text.replace(pattern, code)
             message.subject = message.subject.replace(pattern, code)
     return [row for row in rows if id(row) not in refused]
+
+
+@dataclass(slots=True)
+class PlannedMessage:
+    """A Message about to be inserted: a plain object, since building thousands of model
+    instances costs more than everything else planning does."""
+
+    client_id: int
+    channel: str
+    idempotency_key: str
+    scheduled_for: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    status: str = MessageStatus.PLANNED
+    run_id: int | None = None
+    firing_id: int | None = None
+    offer_id: int | None = None
+    variant_id: int | None = None
+    is_transactional: bool = False
+    recipient: str = ""
+    subject: str = ""
+    text: str = ""
+    reason: str = ""
+    products: list[dict[str, Any]] = field(default_factory=list)
+    promo_code: str = ""
+    link_token: str | None = None
+    expires_at: dt.datetime | None = None
+    status_reason: str = ""
+    attempts: int = 0
+    claimed_until: dt.datetime | None = None
+    provider_id: str = ""
+    error: str = ""
+    sent_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+    clicked_at: dt.datetime | None = None
+    call_duration: int | None = None
+    dtmf: str = ""
+
+
+_COPY_FIELDS = [f for f in Message._meta.concrete_fields if not f.primary_key]
+
+
+def _insert(rows: list[PlannedMessage]) -> None:
+    """Insert the batch's messages: COPY on PostgreSQL (several times faster than a multi-row
+    INSERT for thousands of rows), ``bulk_create`` elsewhere. No conflict can occur: every key
+    holds the client's id, and the clients are locked by this transaction (``_lock_and_load``)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Message.objects.bulk_create(
+            [Message(**{f.attname: getattr(row, f.attname) for f in _COPY_FIELDS}) for row in rows],
+            batch_size=2000,
+        )
+        return
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _COPY_FIELDS)
+    table = connection.ops.quote_name(Message._meta.db_table)
+    json_fields = {f.attname for f in _COPY_FIELDS if f.get_internal_type() == "JSONField"}
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [
+                    json.dumps(getattr(row, f.attname), ensure_ascii=False)
+                    if f.attname in json_fields
+                    else getattr(row, f.attname)
+                    for f in _COPY_FIELDS
+                ]
+            )
 
 
 def _channel_order(origin: Origin, person: _Person) -> list[str]:
@@ -301,13 +377,13 @@ def _message_row(
     at: dt.datetime,
     now: dt.datetime,
     key: str,
-) -> Message:
+) -> PlannedMessage:
     subject, text = candidate.texts[channel]
     token = secrets.token_urlsafe(12) if origin.landing_url else None
     if token:
         url = f"{settings.PUBLIC_BASE_URL.rstrip('/')}/o/{token}"
         text = _with_link(text, url, html=channel == Channel.EMAIL)
-    return Message(
+    return PlannedMessage(
         client_id=candidate.client_id,
         channel=channel,
         run_id=origin.run_id,
@@ -333,9 +409,9 @@ def _message_row(
 
 def _control_row(
     origin: Origin, candidate: Candidate, channel: str, key: str, now: dt.datetime
-) -> Message:
+) -> PlannedMessage:
     """The holdout client's record: never sent, it is what attribution compares against."""
-    return Message(
+    return PlannedMessage(
         client_id=candidate.client_id,
         channel=channel,
         run_id=origin.run_id,
@@ -366,9 +442,10 @@ def _lock_and_load(ids: Sequence[int]) -> dict[int, _Person]:
     queryset = Client.objects.filter(InIds("pk", ids)).order_by("pk")
     if connection.features.has_select_for_update:
         queryset = queryset.select_for_update(no_key=True)
-    rows = queryset.values_list(
+    # The phone as stored (E.164 text): parsing 5,000 numbers into objects costs seconds.
+    rows = queryset.annotate(phone_e164=Cast("phone", CharField())).values_list(
         "id",
-        "phone",
+        "phone_e164",
         "email",
         "time_zone",
         "preferred_channel",
@@ -376,16 +453,9 @@ def _lock_and_load(ids: Sequence[int]) -> dict[int, _Person]:
         "is_anonymized",
     )
     return {
-        cid: _Person(_e164(phone), email or "", str(tz), pref_channel, pref_time, anon)
+        cid: _Person(phone or "", email or "", str(tz), pref_channel, pref_time, anon)
         for cid, phone, email, tz, pref_channel, pref_time, anon in rows
     }
-
-
-def _e164(phone: Any) -> str:
-    """Gateways take E.164 ("+79161234567"); ``str()`` of a stored number is its display form."""
-    if not phone:
-        return ""
-    return str(getattr(phone, "as_e164", phone))
 
 
 def _consents(ids: Sequence[int], channels: Sequence[str]) -> set[tuple[int, str]]:
