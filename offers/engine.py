@@ -446,7 +446,7 @@ def propose(
         choices[offer.pk] = found
     # Only the clients something was chosen for are read further.
     chosen = sorted(set().union(*(c.keys() for c in choices.values())))
-    people = _client_context(chosen)
+    people = client_contexts(chosen)
     excluded, responses, issued, holders = _promo_history(chosen, offer_list)
 
     language = get_language()  # once: asking costs a context-local lookup
@@ -499,7 +499,8 @@ def propose(
     return proposals
 
 
-def _client_context(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def client_contexts(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """What templates may say about each client: names, city, gender, tier and points."""
     out = {}
     rows = Client.objects.filter(InIds("pk", ids)).values_list(
         "id",

@@ -19,8 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
-from crm.db.raw import InIds
-from crm.models import Channel, Client
+from crm.models import Channel
 from messaging.models import (
     Campaign,
     CampaignRun,
@@ -30,6 +29,7 @@ from messaging.models import (
 )
 from messaging.services.planning import BatchOutcome, Candidate, Origin, Reason, plan_batch
 from messaging.services.policy import Policy, active_policy
+from messaging.services.texts import plain_templates, proposal_candidate, render_texts
 from segments.models import Segment, SegmentMember
 from segments.services import segment_refresh_membership
 
@@ -199,21 +199,17 @@ class _CandidateBuilder:
         self.campaign = campaign
         self.policy = policy
         self.catalog: Any = None
-        self.templates: dict[str, tuple[Any, Any]] = {}
-        if campaign.offer_id is None:
-            from offers.templating import compile_message_template
-
-            sources = {
-                Channel.SMS: ("", campaign.sms_text),
-                Channel.CALL: ("", campaign.voice_script),
-                Channel.EMAIL: (campaign.email_subject, campaign.email_body),
-            }
-            for channel in campaign.channels:
-                subject, body = sources[Channel(channel)]
-                self.templates[channel] = (
-                    compile_message_template(subject) if subject else None,
-                    compile_message_template(body, html=channel == Channel.EMAIL),
-                )
+        self.templates = (
+            plain_templates(
+                sms=campaign.sms_text,
+                voice=campaign.voice_script,
+                email_subject=campaign.email_subject,
+                email_body=campaign.email_body,
+                channels=campaign.channels,
+            )
+            if campaign.offer_id is None
+            else {}
+        )
 
     def origin(self, run: CampaignRun) -> Origin:
         c = self.campaign
@@ -254,57 +250,16 @@ class _CandidateBuilder:
             catalog=self.catalog,
             assign_codes=False,
         )
-        candidates = [
-            Candidate(
-                client_id=p.client_id,
-                texts={ch: (t.subject, t.text) for ch, t in p.texts.items()},
-                offer_id=p.offer_id,
-                variant_id=p.variant_id,
-                reason=p.reason,
-                products=_products_json(p.products),
-                expires_at=p.valid_until,
-                is_control=p.is_control,
-                promo_pool_id=p.promo_pool_id,
-            )
-            for p in proposals
-        ]
+        candidates = [proposal_candidate(p) for p in proposals]
         return candidates, len(ids) - len(candidates)
 
     def _plain(self, ids: Sequence[int]) -> list[Candidate]:
-        from offers.templating import render, render_html
+        from offers.engine import client_contexts
 
-        rows = Client.objects.filter(InIds("pk", ids)).values_list(
-            "id", "first_name", "middle_name", "last_name", "city", "gender"
-        )
-        candidates = []
-        for cid, first, middle, last, city, gender in rows:
-            context = {
-                "client": {
-                    "first_name": first,
-                    "middle_name": middle,
-                    "last_name": last,
-                    "full_name": " ".join(p for p in (last, first, middle) if p),
-                    "name": " ".join(p for p in (first, middle) if p),
-                    "city": city,
-                    "gender": gender,
-                }
-            }
-            texts = {}
-            for channel, (subject_t, body_t) in self.templates.items():
-                subject = render(subject_t, context) if subject_t else ""
-                body = (
-                    render_html(body_t, context)
-                    if channel == Channel.EMAIL
-                    else render(body_t, context)
-                )
-                texts[channel] = (subject, body)
-            candidates.append(Candidate(client_id=cid, texts=texts))
-        return candidates
-
-
-def _products_json(products: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Products as stored on the message: JSON-safe (prices as strings)."""
-    return json.loads(json.dumps(list(products), default=str))
+        return [
+            Candidate(client_id=cid, texts=render_texts(self.templates, context))
+            for cid, context in client_contexts(ids).items()
+        ]
 
 
 # Schedules --------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ the event); a cart whose product now costs less fires, once per new price.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from messaging.models import (
 )
 from messaging.services.planning import Candidate, Origin, Reason, plan_batch
 from messaging.services.policy import Policy, active_policy, zone
+from messaging.services.texts import json_safe, plain_templates, proposal_candidate, render_texts
 
 # The offer strategy that, on an offer of a scenario of this kind, decides who fires.
 ENGINE_KINDS = {TriggerKind.REPLENISHMENT: "replenish", TriggerKind.CROSS_SELL: "cross_sell"}
@@ -783,22 +783,7 @@ def _offer_candidates(
         found = proposals.get(row.client_id)
         if found is None:
             continue
-        p = found
-        candidates.append(
-            Candidate(
-                client_id=row.client_id,
-                texts={ch: (t.subject, t.text) for ch, t in p.texts.items()},
-                offer_id=p.offer_id,
-                variant_id=p.variant_id,
-                reason=p.reason,
-                products=_json_safe(p.products),
-                expires_at=p.valid_until,
-                not_before=row.due,
-                is_control=p.is_control,
-                firing_id=firing_id,
-                promo_pool_id=p.promo_pool_id,
-            )
-        )
+        candidates.append(proposal_candidate(found, not_before=row.due, firing_id=firing_id))
     return candidates
 
 
@@ -808,63 +793,33 @@ def _plain_candidates(
     """The scenario's own texts rendered per client (sandboxed templates, as campaigns do),
     with the product of the occasion — unless it is from a sensitive category, which is never
     named."""
-    from offers.templating import compile_message_template, render, render_html
+    from offers.engine import client_contexts
 
-    sources = {
-        Channel.SMS: ("", scenario.sms_text),
-        Channel.CALL: ("", scenario.voice_script),
-        Channel.EMAIL: (scenario.email_subject, scenario.email_body),
-    }
-    templates = {}
-    for channel in scenario.channels:
-        if channel not in Channel.values:
-            continue
-        subject, body = sources[Channel(channel)]
-        if not body.strip():
-            continue
-        templates[channel] = (
-            compile_message_template(subject) if subject else None,
-            compile_message_template(body, html=channel == Channel.EMAIL),
-        )
+    templates = plain_templates(
+        sms=scenario.sms_text,
+        voice=scenario.voice_script,
+        email_subject=scenario.email_subject,
+        email_body=scenario.email_body,
+        channels=scenario.channels,
+    )
     products = _occasion_products(run, [row for _f, row in items])
-    people = {
-        cid: {
-            "first_name": first,
-            "middle_name": middle,
-            "last_name": last,
-            "full_name": " ".join(p for p in (last, first, middle) if p),
-            "name": " ".join(p for p in (first, middle) if p),
-            "city": city,
-            "gender": gender,
-        }
-        for cid, first, middle, last, city, gender in Client.objects.filter(
-            pk__in=[row.client_id for _f, row in items]
-        ).values_list("id", "first_name", "middle_name", "last_name", "city", "gender")
-    }
+    people = client_contexts([row.client_id for _f, row in items])
     candidates = []
     for firing_id, row in items:
         product = products.get(row.product_id) if row.product_id else None
         context = {
-            "client": people.get(row.client_id, {}),
+            **people.get(row.client_id, {"client": {}}),
             "product": product or {},
             "products": [product] if product else [],
             "reason": "",
         }
-        texts = {}
-        for channel, (subject_t, body_t) in templates.items():
-            subject = render(subject_t, context) if subject_t else ""
-            body = (
-                render_html(body_t, context)
-                if channel == Channel.EMAIL
-                else render(body_t, context)
-            )
-            texts[channel] = (subject, body)
+        texts = render_texts(templates, context)
         candidates.append(
             Candidate(
                 client_id=row.client_id,
                 texts=texts,
                 reason=_reason(scenario, row, product),
-                products=_json_safe([product]) if product else [],
+                products=json_safe([product]) if product else [],
                 not_before=row.due,
                 firing_id=firing_id,
             )
@@ -934,7 +889,3 @@ def _reason(scenario: TriggerScenario, row: Proposed, product: dict[str, Any] | 
             else _("Time to replenish a regular purchase.")
         )
     return _("Bought %(days)s days ago.") % {"days": scenario.days}
-
-
-def _json_safe(products: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return json.loads(json.dumps(list(products), default=str))
