@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socketserver
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,31 @@ SECRET = "benchmark-gateways"
 PHONE_BASE = 9_500_000  # +7916 95x xx xx: a range the demo data does not use
 
 
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class _PooledServer(WSGIServer):
+    """Requests handled by a fixed pool of threads, as a production server's workers would:
+    each thread keeps its database connection instead of opening one per callback."""
+
     request_queue_size = 256
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hooks")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.pool.submit(self._handle, request, client_address)
+
+    def _handle(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - logged like socketserver does
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.submit(connections.close_all)
+        self.pool.shutdown(wait=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -57,7 +79,7 @@ def _web_server() -> Iterator[str]:
         "127.0.0.1",
         port,
         get_wsgi_application(),
-        server_class=_ThreadingServer,
+        server_class=_PooledServer,
         handler_class=_QuietHandler,
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -205,10 +227,10 @@ def gateways(ctx: BenchmarkContext) -> None:
         raise BenchmarkFailed("Kannel is not installed: apt-get install kannel kannel-extras")
     count = int(os.environ.get("BENCHMARK_GATEWAY_MESSAGES", "2000"))
     workdir = Path(tempfile.mkdtemp(prefix="lichno-gw-bench-"))
-    # Every request of the webhook server runs in its own thread: keep no connection after it.
+    # The webhook server's 16 threads keep their connections (CONN_MAX_AGE of the settings).
     db_settings = connections.settings["default"]
     max_age = db_settings.get("CONN_MAX_AGE", 0)
-    db_settings["CONN_MAX_AGE"] = 0
+    db_settings["CONN_MAX_AGE"] = max(int(max_age or 0), 60)
     try:
         with (
             _web_server() as base,

@@ -222,14 +222,21 @@ class SmppSession:
 
     # Reading -------------------------------------------------------------------------------
 
-    def read(self, *, block: bool) -> None:
-        """Read one PDU (blocking up to the timeout) or all that are ready (non-blocking)."""
+    def read(self, *, block: bool, timeout: float | None = None) -> None:
+        """Read one PDU (blocking up to the timeout, or ``timeout`` seconds when given) or all
+        that are ready (non-blocking)."""
         assert self.client is not None
         if block:
+            sock = self.client._socket  # smpplib has no per-read timeout of its own
+            if timeout is not None and sock is not None:
+                sock.settimeout(max(timeout, 0.01))
             try:
                 self.client.read_once(auto_send_enquire_link=False)
             except TimeoutError:
                 return
+            finally:
+                if timeout is not None and sock is not None:
+                    sock.settimeout(self.client.timeout)
         else:
             self.client.poll()
 
@@ -421,8 +428,10 @@ class SmppBackend(BaseBackend):
         if self.session.bound and self._awaiting:
             deadline = time.monotonic() + self.receipt_wait
             try:
+                # Receipts may also go to another bound session (the listener): wait no
+                # longer than the grace period for the ones this session still expects.
                 while self._awaiting and time.monotonic() < deadline:
-                    self.session.read(block=True)
+                    self.session.read(block=True, timeout=deadline - time.monotonic())
             except (smpplib.exceptions.ConnectionError, OSError):
                 pass
         self._awaiting.clear()
