@@ -209,6 +209,14 @@ class OfferContactRuleAdmin(admin.ModelAdmin):
 # Campaigns ------------------------------------------------------------------------------------
 
 
+# The message texts of campaigns and scenarios, sized for editing.
+TEXT_WIDGETS = {
+    "sms_text": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+    "voice_script": forms.Textarea(attrs={"rows": 4, "cols": 80}),
+    "email_body": forms.Textarea(attrs={"rows": 6, "cols": 80}),
+}
+
+
 def _https_urls(field: Any, **kwargs: Any) -> Any:
     """Form fields for the model fields; a link typed without a scheme is taken as https."""
     if isinstance(field, models.URLField):
@@ -241,11 +249,7 @@ class CampaignForm(forms.ModelForm):
             "throttle_per_second",
         )
         help_texts = {"sms_text": TEXT_HELP}
-        widgets = {
-            "sms_text": forms.Textarea(attrs={"rows": 3, "cols": 80}),
-            "voice_script": forms.Textarea(attrs={"rows": 4, "cols": 80}),
-            "email_body": forms.Textarea(attrs={"rows": 6, "cols": 80}),
-        }
+        widgets = TEXT_WIDGETS
 
     def _post_clean(self) -> None:
         super()._post_clean()  # type: ignore[misc]
@@ -746,11 +750,7 @@ class TriggerScenarioForm(forms.ModelForm):
             "landing_url",
         )
         help_texts = {"sms_text": TEXT_HELP}
-        widgets = {
-            "sms_text": forms.Textarea(attrs={"rows": 3, "cols": 80}),
-            "voice_script": forms.Textarea(attrs={"rows": 4, "cols": 80}),
-            "email_body": forms.Textarea(attrs={"rows": 6, "cols": 80}),
-        }
+        widgets = TEXT_WIDGETS
 
     def _post_clean(self) -> None:
         super()._post_clean()  # type: ignore[misc]
