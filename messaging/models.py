@@ -227,7 +227,10 @@ class Campaign(TimeStamped):
     throttle_per_second = models.PositiveIntegerField(
         _("messages per second"),
         default=50,
-        help_text=_("Upper bound on the rate at which this campaign's messages are sent."),
+        help_text=_(
+            "Upper bound on the rate at which this campaign's messages are sent; 0: no limit of "
+            "its own (the gateway's limit still applies)."
+        ),
     )
     status = models.CharField(
         _("status"), max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
