@@ -479,7 +479,7 @@ def _history(
 ) -> dict[int, list[Contact]]:
     """Each client's counted marketing messages that could fall in a cap window or gap of a
     message planned from now to ``horizon`` (or the search limit)."""
-    reach = policy.widest_window + dt.timedelta(days=31)  # offer caps default to 30 days
+    reach = policy.widest_window
     last = max(horizon or now, now + dt.timedelta(days=15))
     rows = Message.objects.filter(
         InIds("client_id", ids),

@@ -81,7 +81,19 @@ class Policy:
 
     @property
     def widest_window(self) -> dt.timedelta:
-        return max([self.total_window, self.min_gap, *(c.window for c in self.channels.values())])
+        """How far from a planned message another one can still count against it: every cap,
+        gap and offer rule, including the default offer window."""
+        default_offer = dt.timedelta(days=settings.MESSAGING_OFFER_DEFAULT_WINDOW_DAYS)
+        return max(
+            [
+                self.total_window,
+                self.min_gap,
+                default_offer,
+                *(c.window for c in self.channels.values()),
+                *(r.cap.window for r in self.offer_rules.values()),
+                *(r.min_gap for r in self.offer_rules.values() if r.min_gap is not None),
+            ]
+        )
 
 
 _DEFAULT_RULES = {

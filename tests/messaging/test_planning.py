@@ -132,6 +132,20 @@ def test_the_same_offer_reaches_a_client_once_per_window(world: World) -> None:
     assert again.excluded == {"offer_cap": 5}
 
 
+def test_an_offer_rule_with_a_long_window_still_counts_old_messages(world: World) -> None:
+    from messaging.models import OfferContactRule
+
+    OfferContactRule.objects.create(offer=world.offer, max_per_client=1, window_days=90)
+    world.offer.ends_at = NOW + dt.timedelta(days=120)
+    world.offer.save()
+    run_campaign(world.campaign)
+
+    again = run_campaign(world.campaign, now=NOW + dt.timedelta(days=60))
+
+    assert again.planned == 0
+    assert again.excluded == {"offer_cap": 5}
+
+
 def test_holdout_clients_get_a_control_record_and_nothing_to_send(world: World) -> None:
     world.offer.holdout_percent = Decimal("100")
     world.offer.save()
