@@ -394,21 +394,12 @@ def inbound_sms_receive(*, messages: Sequence[InboundSms]) -> InboundResult:
                 ]
             )
             withdrawn = sorted({row.client_id for row, _ in stops if row.client_id is not None})
-            _cancel_queued_sms(withdrawn)
+            # The withdrawal has cancelled their queued SMS (crm's hook, messaging.outbox).
             _confirm_stops(stops)
         GatewayEvent.objects.filter(id__in=list(new_keys.values())).update(
             processed_at=timezone.now()
         )
     return InboundResult(rows, withdrawn)
-
-
-def _cancel_queued_sms(client_ids: list[int]) -> None:
-    try:
-        from messaging.services.outbox import messages_cancel_for_withdrawal
-    except ImportError:  # the outbox is not there yet: dispatch re-checks consent anyway
-        logger.warning("messaging.services.outbox.messages_cancel_for_withdrawal is missing")
-        return
-    messages_cancel_for_withdrawal(client_ids=client_ids, channel=Channel.SMS)
 
 
 def _confirm_stops(stops: list[tuple[InboundSmsRow, InboundSms]]) -> None:

@@ -21,20 +21,6 @@ from messaging.models import PENDING_STATUSES, LinkClick, Message, MessageStatus
 UNSUBSCRIBE_SALT = "messaging.unsubscribe"
 
 
-def messages_cancel_for_withdrawal(*, client_ids: Sequence[int], channel: str) -> int:
-    """Cancel every pending marketing message on ``channel`` to these clients (one statement)."""
-    return Message.objects.filter(
-        client_id__in=list(client_ids),
-        channel=channel,
-        status__in=PENDING_STATUSES,
-        is_transactional=False,
-    ).update(
-        status=MessageStatus.CANCELLED,
-        status_reason="consent withdrawn",
-        updated_at=timezone.now(),
-    )
-
-
 def messages_cancel_for_consent_events(events: Sequence[ConsentEvent]) -> None:
     """crm's withdrawal hook: a withdrawn marketing consent cancels what is queued on it, in
     one statement for every channel of the batch."""
