@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db import connection, models
 from django.db.models import Count, Max, Min, QuerySet, Sum
@@ -118,7 +117,9 @@ def card_read(
 
 
 def _profile(client: Client, at: dt.datetime) -> dict[str, Any]:
-    zone = _zone(client.time_zone)
+    from messaging.services.policy import zone as policy_zone
+
+    zone = policy_zone(str(client.time_zone))  # the zone the send time is placed in
     local = at.astimezone(zone)
     return {
         "id": client.pk,
@@ -156,15 +157,6 @@ def _profile(client: Client, at: dt.datetime) -> dict[str, Any]:
         "is_anonymized": client.is_anonymized,
         "client_since": client.created_at,
     }
-
-
-def _zone(value: Any) -> ZoneInfo:
-    if isinstance(value, ZoneInfo):
-        return value
-    try:
-        return ZoneInfo(str(value))
-    except (KeyError, ValueError):
-        return ZoneInfo("Europe/Moscow")
 
 
 def _age(birth: dt.date | None, today: dt.date) -> int | None:

@@ -112,8 +112,7 @@ def card(request: HttpRequest, client_id: int) -> HttpResponse:
             can_outcome=user.has_perm(perms.RECORD_OUTCOME),
             can_consent=user.has_perm(perms.RECORD_CONSENT),
             can_send=user.has_perm(perms.SEND_OFFER),
-            can_call=user.has_perm(perms.CLICK_TO_CALL) and _click_to_call_available(),
-            click_to_call_available=_click_to_call_available(),
+            can_call=user.has_perm(perms.CLICK_TO_CALL),
             consent_channels=Channel.choices,
         ),
     )
@@ -169,14 +168,6 @@ def _outcomes() -> list[tuple[str, str]]:
     from messaging.services.operator import CallOutcome
 
     return [(value, str(label)) for value, label in CallOutcome.choices]
-
-
-def _click_to_call_available() -> bool:
-    try:
-        from messaging.services.calls import click_to_call  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # Actions -----------------------------------------------------------------------------------------
@@ -276,12 +267,9 @@ def send_offer(request: HttpRequest, client_id: int) -> HttpResponse:
 def call(request: HttpRequest, client_id: int) -> HttpResponse:
     client = get_object_or_404(Client, pk=client_id)
     extension = selectors.operator_extension(request.user)
-    try:
-        from messaging.backends.voice import NotSupported
-        from messaging.services.calls import click_to_call
-    except ImportError:
-        messages.error(request, gettext("Calls through the PBX are not available."))
-        return _back(request, client_id)
+    from messaging.backends.voice import NotSupported
+    from messaging.services.calls import click_to_call
+
     if not extension:
         messages.error(request, gettext("Set your PBX extension first (on the queue page)."))
         return _back(request, client_id)

@@ -7,7 +7,6 @@ Each is one service; the card's views only check permissions and show the result
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +36,9 @@ from messaging.models import (
     NumberBlockReason,
     TimeTarget,
 )
-from messaging.services.planning import Candidate, Origin, Reason, plan_batch
+from messaging.services.planning import Origin, Reason, plan_batch
 from messaging.services.policy import Policy, active_policy, zone
+from messaging.services.texts import proposal_candidate
 
 # The wording an operator reads when a client asks not to be called (152-FZ: the version of
 # what the client agreed to or withdrew from is kept with the consent event).
@@ -179,18 +179,7 @@ def offer_send_now(
     ]
     if not proposals or proposals[0].is_control or "sms" not in proposals[0].texts:
         return SendResult(None, Reason.NOT_ELIGIBLE, _explain(Reason.NOT_ELIGIBLE, policy, offer))
-    proposal = proposals[0]
-    text = proposal.texts["sms"]
-    candidate = Candidate(
-        client_id=client.pk,
-        texts={Channel.SMS: (text.subject, text.text)},
-        offer_id=proposal.offer_id,
-        variant_id=proposal.variant_id,
-        reason=proposal.reason,
-        products=json.loads(json.dumps(list(proposal.products), default=str)),
-        expires_at=proposal.valid_until,
-        promo_pool_id=proposal.promo_pool_id,
-    )
+    candidate = proposal_candidate(proposals[0])
     origin = Origin(
         channels=[Channel.SMS],
         key_prefix=f"operator:{uuid.uuid4().hex}",
