@@ -34,6 +34,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
+from crm.db.raw import bulk_update_rows
 from crm.models import (
     Channel,
     Client,
@@ -60,6 +61,7 @@ from messaging.models import (
     NumberBlockReason,
     TimeTarget,
 )
+from messaging.services.dispatch import consents_in_force
 from messaging.services.events import gateway_events_record
 from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
 
@@ -698,22 +700,49 @@ def dial_jobs_claim(*, provider: str, limit: int, now: dt.datetime | None = None
             .order_by("sent_at", "id")[: max(limit * 4, 20)]
         )
         blocked = numbers_blocked(m.recipient for m in candidates)
+        # Consent again at dial time: a withdrawal after dispatch handed the call over (the
+        # message is "dialing", no longer pending) must still stop it (DESIGN invariant 1).
+        granted = consents_in_force(candidates)
         cancelled: list[int] = []
+        no_consent: list[int] = []
         expired: list[int] = []
+        deferred: list[Message] = []
         taken: list[Message] = []
         for m in candidates:
+            zone_name = str(m.client.time_zone)
             if m.recipient in blocked:
                 cancelled.append(m.id)
+            elif not m.is_transactional and (m.client_id, Channel.CALL) not in granted:
+                no_consent.append(m.id)
             elif m.expires_at is not None and m.expires_at <= now:
                 expired.append(m.id)
-            elif len(taken) < limit and not is_quiet(
-                policy, channel=Channel.CALL, time_zone=str(m.client.time_zone), at=now
-            ):
+            elif is_quiet(policy, channel=Channel.CALL, time_zone=zone_name, at=now):
+                # Back to the outbox until the client's call window opens, so it does not sit
+                # at the head of the dial queue (or expire if the offer ends first).
+                opening = next_send_time(
+                    policy, channel=Channel.CALL, time_zone=zone_name, earliest=now
+                )
+                if opening is None or (m.expires_at is not None and opening >= m.expires_at):
+                    expired.append(m.id)
+                else:
+                    m.status, m.scheduled_for = MessageStatus.PLANNED, opening
+                    m.status_reason, m.updated_at = "deferred: call window closed", now
+                    deferred.append(m)
+            elif len(taken) < limit:
                 taken.append(m)
         if cancelled:
             Message.objects.filter(id__in=cancelled).update(
                 status=MessageStatus.CANCELLED, status_reason="number blocked", updated_at=now
             )
+        if no_consent:
+            Message.objects.filter(id__in=no_consent).update(
+                status=MessageStatus.CANCELLED,
+                status_reason="no consent at dial time",
+                updated_at=now,
+            )
+        bulk_update_rows(
+            Message, deferred, ["status", "scheduled_for", "status_reason", "updated_at"]
+        )
         if expired:
             Message.objects.filter(id__in=expired).update(
                 status=MessageStatus.EXPIRED, status_reason="expired before dialing", updated_at=now

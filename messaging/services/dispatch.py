@@ -167,7 +167,7 @@ def _claim(*, channels: Sequence[str] | None, now: dt.datetime, limit: int) -> l
     )
 
 
-def _granted(messages: Sequence[Message]) -> set[tuple[int, str]]:
+def consents_in_force(messages: Sequence[Message]) -> set[tuple[int, str]]:
     """The (client, channel) marketing consents in force, locked against change until commit."""
     pairs = {(m.client_id, m.channel) for m in messages if not m.is_transactional}
     if not pairs:
@@ -235,7 +235,7 @@ def _send_chunk(
     for channel, group in by_channel.items():
         _throttle(_backend(channel, backends), group)
     with transaction.atomic():
-        granted = _granted(messages)
+        granted = consents_in_force(messages)
         blocked = _blocked([m for m in messages if m.channel == Channel.CALL])
         ready: list[Message] = []
         for message in messages:

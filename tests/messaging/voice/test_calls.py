@@ -277,3 +277,56 @@ def test_prompt_is_8khz_mono_padded_and_cached(sip_peers: None, tmp_path: Path) 
     with wave.open(str(first)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
         assert w.getnframes() / 8000 > 4  # speech plus the DTMF window
+
+
+# The dialer's own checks ------------------------------------------------------------------
+
+
+def _handed_to_dialer(client: Any, now: dt.datetime, key: str) -> Message:
+    """A call message dispatch has handed to the SIP dialer (dialing, no Call row yet)."""
+    return Message.objects.create(
+        client=client,
+        channel=Channel.CALL,
+        recipient=client.phone.as_e164,
+        text="Здравствуйте!",
+        scheduled_for=now,
+        sent_at=now,
+        status=MessageStatus.DIALING,
+        provider_id=f"sip-{key}",
+        idempotency_key=key,
+    )
+
+
+def test_the_dialer_checks_consent_and_the_call_window_again(call_window: Any) -> None:
+    from crm.services import consent_record
+    from messaging.services.calls import dial_jobs_claim
+
+    noon = dt.datetime(2026, 3, 4, 12, 0, tzinfo=MSK)  # a Wednesday, inside 9-21
+    keeps, withdrew = ClientFactory(), ClientFactory()
+    far_east = ClientFactory(time_zone="Asia/Kamchatka")  # 21:00 there: the window is closed
+    grant_calls([keeps, withdrew, far_east])
+    kept = _handed_to_dialer(keeps, noon, "dial:1")
+    stopped = _handed_to_dialer(withdrew, noon, "dial:2")
+    waits = _handed_to_dialer(far_east, noon, "dial:3")
+    # Withdrawn after dispatch handed the call over: no longer pending, so only the dialer
+    # can stop it.
+    consent_record(
+        client=withdrew,
+        channel=Channel.CALL,
+        purpose="marketing",
+        action="withdrawn",
+        source="call_center",
+        wording_version="v1",
+    )
+
+    jobs = dial_jobs_claim(provider="sip", limit=10, now=noon)
+
+    assert [job.message_id for job in jobs] == [kept.pk]
+    stopped.refresh_from_db()
+    assert (stopped.status, stopped.status_reason) == (
+        MessageStatus.CANCELLED,
+        "no consent at dial time",
+    )
+    waits.refresh_from_db()
+    assert waits.status == MessageStatus.PLANNED
+    assert waits.scheduled_for == dt.datetime(2026, 3, 5, 9, 0, tzinfo=ZoneInfo("Asia/Kamchatka"))
