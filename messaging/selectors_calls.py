@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
-from messaging.models import Call, CallDirection
+from messaging.models import Call, CallDirection, NumberBlock
 
 
 def incoming_calls_for_extension(extension: str, since: dt.datetime) -> QuerySet[Call]:
@@ -18,3 +19,11 @@ def incoming_calls_for_extension(extension: str, since: dt.datetime) -> QuerySet
         .select_related("client")
         .order_by("-started_at")
     )
+
+
+def numbers_blocked(phones: Iterable[str]) -> set[str]:
+    """Numbers never to dial again (asked not to be called, or a wrong number)."""
+    wanted = {phone for phone in phones if phone}
+    if not wanted:
+        return set()
+    return set(NumberBlock.objects.filter(phone__in=wanted).values_list("phone", flat=True))

@@ -61,6 +61,7 @@ from messaging.models import (
     NumberBlockReason,
     TimeTarget,
 )
+from messaging.selectors_calls import numbers_blocked
 from messaging.services.dispatch import consents_in_force
 from messaging.services.events import gateway_events_record
 from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
@@ -560,14 +561,6 @@ def retry_key(key: str, attempt: int) -> str:
     if len(root) + len(suffix) > 80:
         root = "h:" + hashlib.sha256(root.encode()).hexdigest()[:60]
     return root + suffix
-
-
-def numbers_blocked(phones: Iterable[str]) -> set[str]:
-    """Numbers never to dial again (asked not to be called, or a wrong number)."""
-    phones = set(phones)
-    if not phones:
-        return set()
-    return set(NumberBlock.objects.filter(phone__in=phones).values_list("phone", flat=True))
 
 
 def _dials(phones: Iterable[str], now: dt.datetime) -> dict[str, list[dt.datetime]]:

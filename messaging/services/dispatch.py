@@ -41,9 +41,9 @@ from messaging.models import (
     CampaignStatus,
     Message,
     MessageStatus,
-    NumberBlock,
     RateBucket,
 )
+from messaging.selectors_calls import numbers_blocked
 from messaging.services.outbox import unsubscribe_token
 from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
 
@@ -236,7 +236,7 @@ def _send_chunk(
         _throttle(_backend(channel, backends), group)
     with transaction.atomic():
         granted = consents_in_force(messages)
-        blocked = _blocked([m for m in messages if m.channel == Channel.CALL])
+        blocked = numbers_blocked(m.recipient for m in messages if m.channel == Channel.CALL)
         ready: list[Message] = []
         for message in messages:
             verdict = _recheck(message, policy, now, granted, blocked)
@@ -251,13 +251,6 @@ def _send_chunk(
                 counts.update(_deliver(_backend(channel, backends), sendable, now))
         bulk_update_rows(Message, messages, _RESULT_FIELDS)
     return counts
-
-
-def _blocked(calls: Sequence[Message]) -> set[str]:
-    if not calls:
-        return set()
-    phones = {m.recipient for m in calls}
-    return set(NumberBlock.objects.filter(phone__in=phones).values_list("phone", flat=True))
 
 
 def _recheck(

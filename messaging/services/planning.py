@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,9 @@ from messaging.models import (
     COUNTED_STATUSES,
     Message,
     MessageStatus,
-    NumberBlock,
     TimeTarget,
 )
+from messaging.selectors_calls import numbers_blocked
 from messaging.services.policy import Contact, Policy, cap_violation, next_send_time, zone
 
 
@@ -133,7 +133,9 @@ def plan_batch(
     people = _lock_and_load(ids)
     channels = [str(c) for c in origin.channels]
     consents = _consents(ids, channels) if not origin.is_transactional else None
-    blocked = _blocked_numbers(people) if Channel.CALL in channels else set()
+    blocked = (
+        numbers_blocked(p.phone for p in people.values()) if Channel.CALL in channels else set()
+    )
     parts = _learned_parts(ids, people, policy, now) if origin.target == "" else {}
     horizon = max((c.expires_at for c in candidates if c.expires_at), default=None)
     history = _history(ids, now, policy, horizon)
@@ -469,11 +471,6 @@ def _consents(ids: Sequence[int], channels: Sequence[str]) -> set[tuple[int, str
     )
 
 
-def _blocked_numbers(people: dict[int, _Person]) -> set[str]:
-    phones = [p.phone for p in people.values() if p.phone]
-    return set(NumberBlock.objects.filter(phone__in=phones).values_list("phone", flat=True))
-
-
 def _history(
     ids: Sequence[int], now: dt.datetime, policy: Policy, horizon: dt.datetime | None
 ) -> dict[int, list[Contact]]:
@@ -555,20 +552,3 @@ def _learned_parts(
             if part:
                 votes[client_id][part] += count
     return {cid: counter.most_common(1)[0][0] for cid, counter in votes.items()}
-
-
-def purchases_since(client_ids: Iterable[int], since: dt.datetime) -> set[int]:
-    """Clients of the batch who bought anything since ``since`` (stops follow-up chains)."""
-    from crm.models import Purchase
-
-    return set(
-        Purchase.objects.filter(client_id__in=list(client_ids), purchased_at__gt=since)
-        .values_list("client_id", flat=True)
-        .distinct()
-    )
-
-
-def run_in_batches(ids: Sequence[int], *, size: int | None = None) -> Iterable[Sequence[int]]:
-    size = size or settings.MESSAGING_PLAN_BATCH
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]

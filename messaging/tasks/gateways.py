@@ -6,21 +6,9 @@ from celery import shared_task
 from django.core.cache import cache
 from django.db import OperationalError, transaction
 
-from messaging.services.events import delivery_reports_apply, gateway_events_sweep
+from messaging.services.events import gateway_events_sweep
 
 APPLY_PENDING_KEY = "messaging:gateway-events:apply-scheduled"
-
-
-@shared_task(
-    soft_time_limit=60,
-    time_limit=90,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    max_retries=5,
-)
-def delivery_reports_apply_task(event_ids: list[int]) -> int:
-    """Apply these reports (idempotent: processed ones are skipped, status only moves forward)."""
-    return delivery_reports_apply(event_ids=event_ids).applied
 
 
 @shared_task(

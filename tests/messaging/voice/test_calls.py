@@ -30,12 +30,12 @@ from messaging.models import (
     NumberBlock,
     NumberBlockReason,
 )
+from messaging.selectors_calls import numbers_blocked
 from messaging.services.calls import (
     call_events_apply,
     call_events_process,
     call_retries_schedule,
     calls_close_stale,
-    numbers_blocked,
     numbers_over_cap,
     retry_key,
 )
