@@ -25,7 +25,7 @@ MARKETER_PASSWORD = "Marketer-Pass-2026"
 DAY = dt.timedelta(days=1)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_operator_finds_the_caller_reads_the_offer_and_records_the_outcome(
     live_server: Any, page: Any
 ) -> None:
@@ -99,7 +99,7 @@ def _buy(client: Client, at: dt.datetime, product: Any) -> Any:
     return purchase
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_marketer_reads_the_campaign_report_with_its_chart_and_export(
     live_server: Any, page: Any
 ) -> None:

@@ -140,10 +140,13 @@ def make_rich_client(*, purchases: int = 5, messages: int = 5, phone: str = PHON
 
 
 def ensure_card_roles() -> None:
-    """Re-grant the card's permissions: a transactional test elsewhere may have flushed the
-    groups that migrations created (the migration's own function, so nothing is duplicated)."""
-    migration = importlib.import_module("crm.migrations.0009_card_permissions")
-    migration.grant(django_apps, None)
+    """Recreate the groups and their permissions as migrations do: a transactional test
+    elsewhere may have flushed them. The card's permissions are created by its migration (not
+    by a model's Meta), then crm.roles gives every role what it declares."""
+    from crm.roles import sync_roles
+
+    importlib.import_module("crm.migrations.0009_card_permissions").grant(django_apps, None)
+    sync_roles(django_apps)
 
 
 def user_in(group: str | None, username: str, password: str = "x") -> Any:

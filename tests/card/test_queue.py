@@ -76,7 +76,7 @@ def test_taking_opens_the_card_once(operator: Any, operator_http: HttpClient, ri
     assert request.taken_by_id == operator.pk
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_operators_taking_at_once_never_both_get_it(postgres: None) -> None:
     """Real concurrency on PostgreSQL: many rounds of two threads racing for one request."""
     first, second = user_in("Operator", "op-a"), user_in("Operator", "op-b")

@@ -74,9 +74,10 @@ def make_call(db: None) -> Callable[..., Message]:
         **fields: Any,
     ) -> Message:
         client = client or ClientFactory(time_zone="Europe/Moscow")
-        if not fields.get("is_transactional") and not client.consents.filter(
-            channel=Channel.CALL, is_granted=True
-        ).exists():
+        if (
+            not fields.get("is_transactional")
+            and not client.consents.filter(channel=Channel.CALL, is_granted=True).exists()
+        ):
             grant_calls([client])  # dispatch hands over marketing calls with consent only
         sent_at = sent_at or timezone.now()
         message = Message.objects.create(
