@@ -34,6 +34,7 @@ import smpplib.consts
 import smpplib.exceptions
 import smpplib.smpp
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from messaging.backends.base import (
@@ -620,6 +621,9 @@ class SmppListener:
                 backoff = min(backoff * 2, 30.0)
         self.session.close()
         self.flush()
+        # The listener runs in a thread or process of its own: its database connection ends
+        # with it (a test database cannot be dropped while it stays open).
+        connections.close_all()
 
     def _loop(self, stop: Any) -> None:
         client = self.session.client
