@@ -80,7 +80,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import module_has_submodule
 from django.utils.translation import gettext_lazy as _
@@ -121,6 +121,9 @@ class Section:
     export: Callable[[Sequence[int]], Rows]
     anonymize: Callable[[Sequence[int]], None] | None = None
     single: bool = False
+    # The tables this section exports and anonymizes: every model that refers to a client, directly
+    # or through one of its rows, must be covered by a section (a test walks the relations).
+    models: tuple[type[Model], ...] = ()
 
 
 _registry: dict[str, Section] = {}
@@ -577,14 +580,25 @@ def _export_audit(client_ids: Sequence[int]) -> Rows:
     )
 
 
-register(Section("profile", _("profile"), _export_profile, single=True))
-register(Section("children", _("children"), _export_children, _anonymize_family))
-register(Section("pets", _("pets"), _export_pets))
-register(Section("consents", _("current consents"), _export_consents))
+register(Section("profile", _("profile"), _export_profile, single=True, models=(Client,)))
+register(Section("children", _("children"), _export_children, _anonymize_family, models=(Child,)))
+register(Section("pets", _("pets"), _export_pets, models=(Pet,)))
+register(Section("consents", _("current consents"), _export_consents, models=(Consent,)))
 # Consent history is append-only by law (proof of what the client agreed to and withdrew);
 # anonymization appends withdrawals and rewrites nothing.
-register(Section("consent_history", _("consent history"), _export_consent_history))
-register(Section("purchases", _("purchases"), _export_purchases))
-register(Section("purchase_items", _("purchase items"), _export_purchase_items))
-register(Section("events", _("behaviour events"), _export_events, _anonymize_events))
-register(Section("audit_log", _("processing log"), _export_audit))
+register(
+    Section(
+        "consent_history",
+        _("consent history"),
+        _export_consent_history,
+        models=(ConsentEvent,),
+    )
+)
+register(Section("purchases", _("purchases"), _export_purchases, models=(Purchase,)))
+register(
+    Section("purchase_items", _("purchase items"), _export_purchase_items, models=(PurchaseItem,))
+)
+register(
+    Section("events", _("behaviour events"), _export_events, _anonymize_events, models=(Event,))
+)
+register(Section("audit_log", _("processing log"), _export_audit, models=(AuditLog,)))

@@ -30,5 +30,13 @@ def export_ledger(client_ids: Sequence[int]) -> Rows:
     )
 
 
-register(Section("loyalty_account", _("loyalty account"), export_account, single=True))
-register(Section("points_ledger", _("points ledger"), export_ledger))
+register(
+    Section(
+        "loyalty_account",
+        _("loyalty account"),
+        export_account,
+        single=True,
+        models=(LoyaltyAccount,),
+    )
+)
+register(Section("points_ledger", _("points ledger"), export_ledger, models=(PointsEntry,)))

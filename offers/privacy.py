@@ -22,4 +22,4 @@ def export_promo_codes(client_ids: Sequence[int]) -> Rows:
     )
 
 
-register(Section("promo_codes", _("promo codes"), export_promo_codes))
+register(Section("promo_codes", _("promo codes"), export_promo_codes, models=(PromoCode,)))

@@ -42,4 +42,12 @@ def anonymize_memberships(client_ids: Sequence[int]) -> None:
     )
 
 
-register(Section("segments", _("segments"), export_memberships, anonymize_memberships))
+register(
+    Section(
+        "segments",
+        _("segments"),
+        export_memberships,
+        anonymize_memberships,
+        models=(SegmentMember,),
+    )
+)
