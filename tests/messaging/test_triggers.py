@@ -544,3 +544,56 @@ def test_a_campaign_racing_a_trigger_keeps_caps_and_never_duplicates(postgres: N
         .count()
         == 0
     )
+
+
+# Invariant 5: a sensitive product is never named -------------------------------------------------
+
+
+def _cart(client: Client, product: Product) -> None:
+    event(client, EventType.CART_ADD, NOW - 3 * HOUR, product)
+
+
+def _view(client: Client, product: Product) -> None:
+    event(client, EventType.PRODUCT_VIEW, NOW - 3 * HOUR, product)
+
+
+def _price(client: Client, product: Product) -> None:
+    event(client, EventType.CART_ADD, NOW - DAY, product, price=str(product.price + 500))
+
+
+def _regular(client: Client, product: Product) -> None:
+    buy(client, NOW - 60 * DAY - HOUR, product)
+    buy(client, NOW - 30 * DAY - HOUR, product)
+
+
+@pytest.mark.parametrize(
+    ("kind", "history"),
+    [
+        (TriggerKind.ABANDONED_CART, _cart),
+        (TriggerKind.BROWSE_ABANDONMENT, _view),
+        (TriggerKind.PRICE_DROP, _price),
+        (TriggerKind.REPLENISHMENT, _regular),
+    ],
+)
+def test_a_trigger_never_names_a_sensitive_product(w: World, kind: str, history: Any) -> None:
+    loose_policy()
+    pharmacy = CategoryFactory(name="Аптека", sensitive=True)
+    secret = ProductFactory(name="Тест на беременность", category=pharmacy, price=Decimal("300"))
+    named = scenario(
+        kind,
+        days=30,
+        delay_hours=1,
+        sms_text="{{ client.first_name }}, {{ product.name }} {{ product.category }} ждёт вас",
+    )
+    sensitive_client, ordinary_client = w.clients[0], w.clients[1]
+    history(sensitive_client, secret)
+    history(ordinary_client, w.product)
+
+    triggers_evaluate(now=NOW)
+
+    messages = {m.client_id: m for m in Message.objects.filter(firing__scenario=named)}
+    # The same history with an ordinary product names it: the scenario does speak of products.
+    assert "Purina" in messages[ordinary_client.pk].text
+    said = messages[sensitive_client.pk]
+    for spoken in (said.text, said.reason, repr(said.products)):
+        assert "беременност" not in spoken and "Аптека" not in spoken
