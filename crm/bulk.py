@@ -50,11 +50,10 @@ from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
 
 from crm import services
-from crm.db.raw import chunks, db_datetime
+from crm.db.raw import chunks, copy_rows, db_datetime
 from crm.geo import time_zone_for_city
 from crm.models import (
     AuditAction,
-    AuditLog,
     Brand,
     Category,
     Channel,
@@ -529,11 +528,7 @@ def _copy_or_insert(
     if connection.vendor != "postgresql":
         _insert(model, columns, rows)
         return
-    qn = connection.ops.quote_name
-    sql = f"COPY {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(row)
+    copy_rows(model._meta.db_table, columns, rows)
 
 
 def _day(value: dt.date | None) -> Any:
@@ -577,24 +572,6 @@ def _in(field_name: str, keys: Sequence[Any], sql_type: str = "text") -> Q:
     if connection.vendor == "postgresql":
         return Q(**{f"{field_name}__in": RawSQL(f"SELECT unnest(%s::{sql_type}[])", (list(keys),))})
     return Q(**{f"{field_name}__in": list(keys)})
-
-
-def _audit_many(
-    *, action: str, entries: Sequence[tuple[int | None, dict[str, Any]]], actor: Any
-) -> None:
-    if not entries:
-        return
-    user = actor if getattr(actor, "is_authenticated", False) else None
-    label = user.get_username() if user else ""
-    now = timezone.now()
-    _copy_or_insert(
-        AuditLog,
-        ["occurred_at", "actor_id", "actor_label", "action", "client_id", "changes"],
-        [
-            (db_datetime(now), user.pk if user else None, label, action, client_id, _json(changes))
-            for client_id, changes in entries
-        ],
-    )
 
 
 # Client resolution (purchases, events, consents) -----------------------------------------------
@@ -827,12 +804,12 @@ def client_upsert_many(
             # Every change to a stored client is audited with the fields it touched; creations
             # are one entry per batch (the rows carry created_at and source themselves).
             if result.created:
-                _audit_many(
+                services.audit_write_many(
                     action=AuditAction.CLIENT_CREATED,
                     entries=[(None, {"via": "bulk", "source": source, "count": result.created})],
                     actor=actor,
                 )
-            _audit_many(
+            services.audit_write_many(
                 action=AuditAction.CLIENT_UPDATED,
                 entries=[
                     (ids[k], {"fields": f, "via": "bulk"}) for k, s, f in audit if s == UPDATED

@@ -101,7 +101,7 @@ from crm.models import (
     Purchase,
     PurchaseItem,
 )
-from crm.services import ConsentChange, consent_record_many
+from crm.services import ConsentChange, audit_write_many, consent_record_many
 
 # Clients per anonymization transaction: a few statements each, every IN list well within limits.
 BATCH_SIZE = 1000
@@ -205,11 +205,11 @@ def personal_data_export(
 ) -> dict[str, Any]:
     """Collect a data-subject export and write who exported whose data to the audit log."""
     data = personal_data_collect(client_ids=client_ids)
-    _audit_many(
+    changes = {"scope": "personal_data", "format": file_format}
+    audit_write_many(
         action=AuditAction.DATA_EXPORTED,
-        client_ids=[c["client_id"] for c in data["clients"]],
+        entries=[(c["client_id"], changes) for c in data["clients"]],
         actor=actor,
-        changes={"scope": "personal_data", "format": file_format},
     )
     return data
 
@@ -315,12 +315,11 @@ def client_anonymize_many(
             Client.objects.filter(pk__in=batch).update(
                 **_CLIENT_BLANKED, is_anonymized=True, anonymized_at=now, updated_at=now
             )
-            _audit_many(
+            audit_write_many(
                 action=AuditAction.CLIENT_ANONYMIZED,
-                client_ids=batch,
+                entries=[(pk, {"reason": reason}) for pk in batch],
                 actor=user,
                 actor_label=label,
-                changes={"reason": reason},
             )
         done.extend(batch)
     return done
@@ -350,22 +349,6 @@ def _withdraw_consents(
             )
             for client_id, channel, purpose, wording_version, changed_at in granted
         ]
-    )
-
-
-def _audit_many(
-    *,
-    action: str,
-    client_ids: Sequence[int],
-    actor: Any = None,
-    actor_label: str = "",
-    changes: dict[str, Any],
-) -> None:
-    user = actor if getattr(actor, "is_authenticated", False) else None
-    label = actor_label or (user.get_username() if user else "")
-    AuditLog.objects.bulk_create(
-        AuditLog(action=action, client_id=pk, actor=user, actor_label=label, changes=changes)
-        for pk in client_ids
     )
 
 

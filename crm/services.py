@@ -17,7 +17,9 @@ from django.db.models import DecimalField, ExpressionWrapper, F, Sum, Value
 from django.db.models.functions import Concat, Substr
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from psycopg.types.json import Jsonb
 
+from crm.db.raw import copy_rows
 from crm.geo import time_zone_for_city
 from crm.models import (
     AuditAction,
@@ -53,6 +55,43 @@ def audit_write(
         actor_label=actor_label or (user.get_username() if user else ""),
         changes=changes or {},
     )
+
+
+def audit_write_many(
+    *,
+    action: str,
+    entries: Iterable[tuple[int | None, dict[str, Any]]],
+    actor: Any = None,
+    actor_label: str = "",
+) -> int:
+    """One audit entry per (client id, changes), set-based: COPY on PostgreSQL, batched INSERT
+    elsewhere. Returns how many were written."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    label = actor_label or (user.get_username() if user else "")
+    rows = list(entries)
+    if not rows:
+        return 0
+    if connection.vendor == "postgresql":
+        now = timezone.now()
+        copy_rows(
+            AuditLog._meta.db_table,
+            ["occurred_at", "actor_id", "actor_label", "action", "client_id", "changes"],
+            (
+                (now, user.pk if user else None, label, action, client_id, Jsonb(changes))
+                for client_id, changes in rows
+            ),
+        )
+    else:
+        AuditLog.objects.bulk_create(
+            (
+                AuditLog(
+                    action=action, client_id=client_id, actor=user, actor_label=label, changes=c
+                )
+                for client_id, c in rows
+            ),
+            batch_size=2000,
+        )
+    return len(rows)
 
 
 # Clients ---------------------------------------------------------------------------------------

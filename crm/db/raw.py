@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -22,6 +22,16 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 def db_datetime(value: dt.datetime) -> Any:
     """A datetime as the driver takes it in raw SQL (PostgreSQL: as is; SQLite: UTC text)."""
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """``COPY table (columns) FROM STDIN`` on the default connection (PostgreSQL only): several
+    times faster than INSERT for plain new rows. JSON values must come adapted (``Jsonb``)."""
+    qn = connection.ops.quote_name
+    sql = f"COPY {qn(table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def pg_int_array(ids: Sequence[int]) -> str:
