@@ -38,11 +38,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Cast, Concat
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from crm.db.raw import chunks, db_datetime
+from crm.db.raw import InIds, chunks, db_datetime
 from crm.models import Channel, Client, Event, EventType, Purchase, PurchaseItem
 from messaging.models import (
     COUNTED_STATUSES,
@@ -222,13 +233,13 @@ def _stop_chains(run: _Run) -> None:
         return
     ids = [pk for pk, _s in firings]
     run.result.cancelled += Message.objects.filter(
-        firing_id__in=ids, status__in=PENDING_STATUSES
+        InIds("firing_id", ids), status__in=PENDING_STATUSES
     ).update(
         status=MessageStatus.CANCELLED,
         status_reason=STOPPED_BY_PURCHASE,
         updated_at=timezone.now(),
     )
-    TriggerFiring.objects.filter(pk__in=ids).update(
+    TriggerFiring.objects.filter(InIds("pk", ids)).update(
         status=FiringStatus.STOPPED, reason=STOPPED_BY_PURCHASE
     )
     for _pk, scenario_id in firings:
@@ -400,7 +411,7 @@ def _find_replenishment(run: _Run, scenario: TriggerScenario) -> list[Proposed]:
     # The purchase each regular product was last bought in: its id names the occasion.
     rows = (
         PurchaseItem.objects.filter(
-            client_id__in=sorted({c for c, _p in pairs}),
+            InIds("client_id", sorted({c for c, _p in pairs})),
             purchased_at__gt=run.now - after - run.catch_up,
             purchased_at__lte=run.now - after,
         )
@@ -424,14 +435,16 @@ def _find_by_engine(run: _Run, scenario: TriggerScenario) -> list[Proposed]:
     offer = scenario.offer
     assert offer is not None
     days = offer.recent_days if offer.strategy == "cross_sell" else offer.lookback_days
+    # Who bought within the look-back and has not fired for their latest purchase yet (the
+    # engine is not asked again, every evaluation, about clients it has already answered for).
+    bought = Purchase.objects.filter(
+        client_id=OuterRef("pk"), purchased_at__gt=run.now - dt.timedelta(days=int(days))
+    )
     pool = list(
-        Purchase.objects.filter(
-            purchased_at__gt=run.now - dt.timedelta(days=int(days)),
-            client__is_anonymized=False,
-        )
-        .order_by("client_id")
-        .values_list("client_id", flat=True)
-        .distinct()
+        _with_last_purchase(Client.objects.filter(Exists(bought), is_anonymized=False))
+        .filter(~_fired_for_last_purchase(scenario, "purchase:"))
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     kept = run.proposals.setdefault(scenario.pk, {})
     found: list[Proposed] = []
@@ -460,14 +473,8 @@ def _find_by_engine(run: _Run, scenario: TriggerScenario) -> list[Proposed]:
 
 
 def _latest_purchases(ids: Sequence[int]) -> dict[int, tuple[int, dt.datetime]]:
-    latest = Purchase.objects.filter(client_id=OuterRef("pk")).order_by("-purchased_at", "-id")
-    rows = (
-        Client.objects.filter(pk__in=list(ids))
-        .annotate(
-            last_id=Subquery(latest.values("id")[:1]),
-            last_at=Subquery(latest.values("purchased_at")[:1]),
-        )
-        .values_list("pk", "last_id", "last_at")
+    rows = _with_last_purchase(Client.objects.filter(InIds("pk", ids))).values_list(
+        "pk", "last_id", "last_at"
     )
     return {pk: (last_id, last_at) for pk, last_id, last_at in rows if last_id is not None}
 
@@ -523,22 +530,41 @@ def _next_birthday(born: dt.date, today: dt.date) -> dt.date:
 
 
 def _find_win_back(run: _Run, scenario: TriggerScenario) -> list[Proposed]:
-    """No purchase for ``days`` (plus the delay) since the last one; once per last purchase."""
+    """No purchase for ``days`` (plus the delay) since the last one; once per last purchase.
+    Clients already fired for their last purchase are left out in SQL: the lapsed audience is
+    most clients, and it is asked again every evaluation."""
     after = dt.timedelta(days=scenario.days) + _delay(scenario)
-    latest = Purchase.objects.filter(client_id=OuterRef("pk")).order_by("-purchased_at", "-id")
     rows = (
-        Client.objects.filter(is_anonymized=False)
-        .annotate(
-            last_at=Subquery(latest.values("purchased_at")[:1]),
-            last_id=Subquery(latest.values("id")[:1]),
-        )
+        _with_last_purchase(Client.objects.filter(is_anonymized=False))
         .filter(last_at__lte=run.now - after)
+        .filter(~_fired_for_last_purchase(scenario, "winback:"))
         .values_list("pk", "last_id", "last_at")
     )
     return [
         Proposed(scenario.pk, cid, f"winback:{last_id}", 0, last_at + after)
         for cid, last_id, last_at in rows
     ]
+
+
+def _with_last_purchase(clients: QuerySet[Client]) -> QuerySet[Client]:
+    """Clients annotated with their latest purchase: ``last_id`` and ``last_at``."""
+    latest = Purchase.objects.filter(client_id=OuterRef("pk")).order_by("-purchased_at", "-id")
+    return clients.annotate(
+        last_at=Subquery(latest.values("purchased_at")[:1]),
+        last_id=Subquery(latest.values("id")[:1]),
+    )
+
+
+def _fired_for_last_purchase(scenario: TriggerScenario, prefix: str) -> Exists:
+    """The scenario has fired for the client's latest purchase (occasion ``prefix<last_id>``)."""
+    return Exists(
+        TriggerFiring.objects.filter(
+            scenario_id=scenario.pk,
+            client_id=OuterRef("pk"),
+            step=0,
+            occasion=Concat(Value(prefix), Cast(OuterRef("last_id"), CharField())),
+        )
+    )
 
 
 _FINDERS = {

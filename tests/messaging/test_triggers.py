@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +28,8 @@ from messaging.models import (
     TriggerScenario,
 )
 from messaging.schedules import SCHEDULES
-from messaging.services.triggers import triggers_evaluate
+from messaging.services.triggers import _FINDERS, TriggerResult, _Run, triggers_evaluate
+from offers.engine import propose
 from offers.models import CrossSellRule
 from segments.services import segment_add_clients
 from tests.factories import (
@@ -405,6 +407,65 @@ def test_re_evaluation_creates_nothing_new(w: World) -> None:
 
     assert first.counts(cart).fired == 6 and again.counts(cart).fired == 0
     assert (TriggerFiring.objects.count(), Message.objects.count()) == counts == (6, 6)
+
+
+def test_win_back_does_not_ask_again_about_clients_already_fired(w: World) -> None:
+    winback = scenario(TriggerKind.WIN_BACK, days=60, offer=w.offer, sms_text="")
+    a, b, *_ = w.clients
+    buy(a, NOW - 61 * DAY)
+    buy(b, NOW - 70 * DAY)
+    triggers_evaluate(now=NOW)
+    came_back_and_lapsed = buy(a, NOW + DAY - 61 * DAY + HOUR)  # a newer purchase, also lapsed
+
+    proposed = _FINDERS[TriggerKind.WIN_BACK](_run_at(NOW + DAY, winback), winback)
+
+    # b fired for its last purchase and is not proposed; a's latest purchase is a new occasion.
+    assert [(p.client_id, p.occasion) for p in proposed] == [
+        (a.pk, f"winback:{came_back_and_lapsed.pk}")
+    ]
+
+
+def test_an_engine_driven_scenario_asks_the_engine_only_about_new_occasions(w: World) -> None:
+    phones, power_banks = CategoryFactory(name="Телефоны"), CategoryFactory(name="Аккумуляторы")
+    phone = ProductFactory(name="Samsung Galaxy A55", category=phones)
+    ProductFactory(name="Power bank 10000", category=power_banks)
+    CrossSellRule.objects.create(source_category=phones, target_category=power_banks)
+    offer = OfferFactory(
+        strategy="cross_sell",
+        channels=["sms"],
+        recent_days=10,
+        starts_at=NOW - DAY,
+        ends_at=NOW + 14 * DAY,
+        holdout_percent=Decimal("0"),
+    )
+    OfferVariantFactory(offer=offer, sms_text="К телефону: {{ product.name }}")
+    cross = scenario(TriggerKind.CROSS_SELL, offer=offer, delay_hours=1, sms_text="")
+    a, b, *_ = w.clients
+    buy(a, NOW - 2 * DAY, phone)
+    buy(b, NOW - 2 * DAY, phone)
+    triggers_evaluate(now=NOW)
+    again = buy(b, NOW + HOUR, phone)
+    asked: list[int] = []
+
+    def spy(clients: list[int], **kwargs: Any) -> Any:
+        asked.extend(clients)
+        return propose(clients, **kwargs)
+
+    with mock.patch("offers.engine.propose", spy):
+        proposed = _FINDERS[TriggerKind.CROSS_SELL](_run_at(NOW + 3 * HOUR, cross), cross)
+
+    assert asked == [b.pk]  # a was answered for its latest purchase already
+    assert [(p.client_id, p.occasion) for p in proposed] == [(b.pk, f"purchase:{again.pk}")]
+
+
+def _run_at(now: dt.datetime, *scenarios: TriggerScenario) -> _Run:
+    return _Run(
+        now=now,
+        batch_size=100,
+        catch_up=dt.timedelta(hours=48),
+        result=TriggerResult(),
+        scenarios={s.pk: s for s in scenarios},
+    )
 
 
 def test_inactive_scenarios_and_dead_offers_do_nothing(w: World) -> None:
