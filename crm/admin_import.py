@@ -144,6 +144,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             "original": job,
             "can_confirm": job.dry_run
             and job.status == ImportStatus.DONE
+            and bool(job.file)
             and self.has_add_permission(request),
             "running": job.status in (ImportStatus.QUEUED, ImportStatus.RUNNING),
             "status_url": reverse("admin:crm_importjob_status", args=[job.pk]),
@@ -174,6 +175,12 @@ class ImportJobAdmin(admin.ModelAdmin):
             return HttpResponse(status=405 if request.method != "POST" else 403)
         if not (job.dry_run and job.status == ImportStatus.DONE):
             messages.error(request, _("Only a finished dry run can be confirmed."))
+            return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[job.pk]))
+        if not job.file:
+            messages.error(
+                request,
+                _("The file was deleted after the retention period; upload it again."),
+            )
             return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[job.pk]))
         real = importing.import_job_confirm(job=job, user=request.user)
         importing.import_job_start(job=real)

@@ -15,6 +15,7 @@ import itself. Either runs in the request for small files and in a Celery task f
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import OperationalError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -291,6 +292,33 @@ def import_job_create(
         job.total_rows = count_rows(handle, fmt)
     job.save()
     return job
+
+
+def import_files_purge(*, now: dt.datetime | None = None, days: int | None = None) -> int:
+    """Delete uploaded files once every job that reads them finished ``days`` ago (152-FZ: a
+    client file is personal data and the import has stored what it needed). The jobs stay, with
+    their counts and errors, and say the file was removed. Returns the number of files deleted.
+    """
+    days = settings.IMPORT_FILE_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - dt.timedelta(days=days)
+    still_needed = ImportJob.objects.filter(
+        Q(status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING]) | Q(updated_at__gt=cutoff),
+        file=OuterRef("file"),
+    )
+    names = sorted(
+        set(
+            ImportJob.objects.exclude(file="")
+            .filter(~Exists(still_needed))
+            .values_list("file", flat=True)
+        )
+    )
+    storage = ImportJob._meta.get_field("file").storage
+    for name in names:
+        storage.delete(name)
+    ImportJob.objects.filter(file__in=names).update(file="")
+    return len(names)
 
 
 def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:

@@ -65,5 +65,14 @@ SCHEDULES = [
             "Anonymize clients with no purchase, event or consent change and no granted "
             "consent for PRIVACY_RETENTION_YEARS years (152-FZ), in batches."
         ),
-    )
+    ),
+    Schedule(
+        name="crm: uploaded import files retention",
+        task="crm.tasks.import_files_purge",
+        crontab={"minute": "45", "hour": "4"},
+        description=_(
+            "Delete uploaded import files IMPORT_FILE_RETENTION_DAYS days after their last "
+            "import finished; the import jobs and their figures stay."
+        ),
+    ),
 ]

@@ -353,6 +353,9 @@ MESSAGING_TRIGGER_CATCH_UP_HOURS = env.int("MESSAGING_TRIGGER_CATCH_UP_HOURS", d
 # Personal data (152-FZ): clients with no purchase, event or consent change and no granted
 # consent for this many years are anonymized by the nightly retention task (0 turns it off).
 PRIVACY_RETENTION_YEARS = env.int("PRIVACY_RETENTION_YEARS", default=3)
+# Uploaded import files hold personal data: deleted this many days after the last job that reads
+# them finished (0 keeps them).
+IMPORT_FILE_RETENTION_DAYS = env.int("IMPORT_FILE_RETENTION_DAYS", default=7)
 
 # Tests: when true, a test that needs a service (PostgreSQL, broker) fails instead of skipping.
 LICHNO_REQUIRE_SERVICES = env.bool("LICHNO_REQUIRE_SERVICES", default=False)

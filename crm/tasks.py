@@ -41,6 +41,12 @@ def privacy_retention() -> int:
     return result.anonymized
 
 
+@shared_task(soft_time_limit=10 * 60, time_limit=15 * 60, **_RETRY)
+def import_files_purge() -> int:
+    """Delete uploaded import files past IMPORT_FILE_RETENTION_DAYS (idempotent)."""
+    return importing.import_files_purge()
+
+
 @shared_task(soft_time_limit=25 * 60, time_limit=30 * 60, **_RETRY)
 def client_anonymize(client_ids: list[int], actor_id: int | None = None) -> int:
     """Anonymize the given clients (a large admin selection); repeating it changes nothing."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client as HttpClient
 from django.urls import reverse
+from django.utils import timezone
 
 from crm import importing
 from crm.models import Client, ImportJob, Purchase, PurchaseItem
@@ -162,3 +165,41 @@ def test_an_xlsx_file_imports_and_a_file_without_the_key_column_fails(tmp_path):
     assert Client.objects.get(external_id="C9").phone.as_e164 == "+79123456789"
     failed = importing.import_job_run(job_id=bad.pk)
     assert failed.status == "failed" and "external_id" in failed.message
+
+
+def test_uploaded_files_are_deleted_after_the_retention_period(settings, tmp_path):
+    settings.IMPORT_FILE_RETENTION_DAYS = 7
+    old_upload = SimpleUploadedFile("old.csv", CLIENTS_CSV)
+    dry = importing.import_job_create(kind="clients", upload=old_upload, user=None, dry_run=True)
+    importing.import_job_run(job_id=dry.pk)
+    real = importing.import_job_run(job_id=importing.import_job_confirm(job=dry, user=None).pk)
+    fresh = importing.import_job_create(
+        kind="clients", upload=SimpleUploadedFile("new.csv", CLIENTS_CSV), user=None, dry_run=True
+    )
+    old_path, fresh_path = Path(dry.file.path), Path(fresh.file.path)
+    later = timezone.now() + dt.timedelta(days=8)
+    # A job still queued on the fresh file keeps it, however old.
+    ImportJob.objects.filter(pk=fresh.pk).update(updated_at=timezone.now() - dt.timedelta(days=30))
+
+    deleted = importing.import_files_purge(now=later)
+
+    assert deleted == 1 and not old_path.exists() and fresh_path.exists()
+    for job in (dry, real):
+        job.refresh_from_db()
+        assert not job.file and job.status == "done" and job.created == 2
+    # The dry run can no longer be confirmed: the file is gone.
+    http = staff(MARKETER)
+    assert b"confirm" not in http.get(reverse("admin:crm_importjob_change", args=[dry.pk])).content
+    response = http.post(reverse("admin:crm_importjob_confirm", args=[dry.pk]), follow=True)
+    assert b"upload it again" in response.content
+    assert ImportJob.objects.count() == 3
+    assert importing.import_files_purge(now=later) == 0
+
+
+def test_the_import_file_purge_task_is_scheduled() -> None:
+    from crm.schedules import collect_schedules
+    from crm.tasks import import_files_purge
+
+    names = {s.name: s.task for s in collect_schedules()}
+    assert names["crm: uploaded import files retention"] == "crm.tasks.import_files_purge"
+    assert import_files_purge.apply().get() == 0
