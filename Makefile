@@ -31,14 +31,16 @@ demo: migrate
 	  $(MANAGE) seed_demo --clients $(DEMO_CLIENTS) --users && $(MANAGE) offers_demo && $(MANAGE) messaging_demo; \
 	else echo "Demo data already loaded."; fi
 
-# Web server, Celery worker and beat; Ctrl-C stops all three (each gets one SIGTERM, so the
-# worker finishes its current task and shuts its pool down itself).
+# Web server, Celery worker and beat, plus the SIP autodialer and the SMPP receipt listener when
+# .env selects those backends; Ctrl-C stops them all (each gets one SIGTERM, so the worker
+# finishes its current task and shuts its pool down itself).
 run: schedules demo
 	@echo "Lichno: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
 	@trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	$(CELERY) -A crm worker --loglevel=INFO --concurrency=2 -Q default,segments,messaging & \
 	$(CELERY) -A crm beat --loglevel=INFO & \
 	$(MANAGE) runserver --insecure --noreload 127.0.0.1:$(PORT) & \
+	for process in $$($(MANAGE) gateway_processes); do $(MANAGE) $$process & done; \
 	wait
 
 # SMS gateways on loopback for `make run` (Kannel + the SMPP simulator; needs the Debian packages

@@ -37,10 +37,24 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _pcap(digit: str) -> Path:
+    return PCAP_DIR / f"dtmf_2833_{PCAP_NAMES.get(digit, digit)}.pcap"
+
+
 def scenario(kind: str, *, digit: str = "1", ring_ms: int = 200, press_after_ms: int = 500) -> str:
-    """The scenario XML: ``answer`` (with ``digit``), ``busy`` or ``no_answer``."""
+    """The scenario XML: ``answer`` (with ``digit``), ``busy``, ``no_answer``, or ``by_number``
+    (the demo network: what happens depends on the number's last digit, see the XML)."""
+    if kind == "by_number":
+        return (
+            (SCENARIOS / "by_number.xml")
+            .read_text(encoding="utf-8")
+            .replace("@RING_MS@", str(ring_ms))
+            .replace("@PRESS_AFTER_MS@", str(press_after_ms))
+            .replace("@PCAP1@", str(_pcap("1")))
+            .replace("@PCAP2@", str(_pcap("2")))
+        )
     if kind == "answer":
-        pcap = PCAP_DIR / f"dtmf_2833_{PCAP_NAMES.get(digit, digit)}.pcap"
+        pcap = _pcap(digit)
         return (
             (SCENARIOS / "answer_dtmf.xml")
             .read_text(encoding="utf-8")

@@ -1,5 +1,7 @@
-"""Start the SMS gateways on loopback for development (``make gateways``): the SMPP simulator
-and Kannel (bearerbox + smsbox, bound to the simulator over SMPP, or to fakesmsc). Prints the
+"""Start the gateways on loopback for development (``make gateways``): the SMPP simulator, Kannel
+(bearerbox + smsbox, bound to the simulator over SMPP, or to fakesmsc) and, when SIPp is
+installed, a demo telephone network for the SIP autodialer (the called party acts by the number's
+last digit: 1 presses 1, 2 presses 2, 3 is busy, 4 never answers, others listen). Prints the
 settings that point Lichno at them; Ctrl-C stops everything by PID."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from messaging.peers.kannel import KannelConfig, kannel_available, kannel_start
 from messaging.peers.process import port_open
+from messaging.peers.sip import SippPeer, sipp_available
 from messaging.peers.smsc import smsc_start
 
 
@@ -39,6 +42,12 @@ class Command(BaseCommand):
             "--fakesmsc", action="store_true", help="Kannel to fakesmsc instead of the simulator"
         )
         parser.add_argument("--workdir", default=str(Path(settings.VAR_DIR) / "gateways"))
+        parser.add_argument(
+            "--sip-port",
+            type=int,
+            default=5070,
+            help="UDP port of the demo telephone network (SIPp); 0 leaves it out",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not kannel_available():
@@ -57,7 +66,10 @@ class Command(BaseCommand):
             journal=workdir / "smsc.journal",
         )
         peers = None
+        network: SippPeer | None = None
         try:
+            if options["sip_port"] and sipp_available():
+                network = SippPeer("by_number", port=options["sip_port"], ring_ms=1500).start()
             config = KannelConfig(
                 workdir=workdir / "kannel",
                 hooks_base=hooks_base,
@@ -69,21 +81,31 @@ class Command(BaseCommand):
                 smpp_system_id="kannel",
             )
             peers = kannel_start(config)
-            self._print(config, options, secret)
+            self._print(config, options, secret, network)
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
             while not stop.wait(1.0):
                 dead = [p.name for p in [smsc, *peers.processes] if p.popen.poll() is not None]
+                if network is not None and network.process and network.process.poll() is not None:
+                    dead.append("sipp")
                 if dead:
                     raise CommandError(f"stopped unexpectedly: {', '.join(dead)} (see {workdir})")
         finally:
             self.stdout.write("Stopping the gateways...")
             if peers is not None:
                 peers.stop()
+            if network is not None:
+                network.stop()
             smsc.stop()
 
-    def _print(self, config: KannelConfig, options: dict[str, Any], secret: str) -> None:
+    def _print(
+        self,
+        config: KannelConfig,
+        options: dict[str, Any],
+        secret: str,
+        network: SippPeer | None,
+    ) -> None:
         kannel = {"rate_limit": 500}
         smpp = {"rate_limit": 500, "port": options["smpp_port"]}
         via = "fakesmsc" if options["fakesmsc"] else f"the simulator on :{options['smpp_port']}"
@@ -105,6 +127,17 @@ class Command(BaseCommand):
         ]
         if not settings.HOOKS_KANNEL_SECRET:
             lines.append(f"  HOOKS_KANNEL_SECRET={secret}   # the webhooks refuse calls without it")
+        if network is not None:
+            voice = {"uri_template": network.uri_template, "lines": 2}
+            lines += [
+                "  # autodial calls into the demo network on "
+                f"{config.host}:{network.port} (make run starts the autodialer);",
+                "  # the number's last digit: 1 presses 1, 2 presses 2, 3 busy, 4 no answer",
+                "  VOICE_BACKEND=messaging.backends.sip.SipBackend",
+                f"  VOICE_BACKEND_OPTIONS={json.dumps(voice)}",
+            ]
+        else:
+            lines.append("  # (no SIPp: apt-get install sip-tester for the demo telephone network)")
         lines += ["", "Ctrl-C stops them."]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()

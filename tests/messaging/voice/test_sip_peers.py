@@ -179,3 +179,32 @@ def test_dispatch_then_autodialer_end_to_end(
     message.refresh_from_db()
     assert (message.status, message.dtmf) == (MessageStatus.ANSWERED, "1")
     assert CallbackRequest.objects.filter(message=message, source=CallbackSource.IVR).exists()
+
+
+def test_the_demo_network_answers_by_the_numbers_last_digit(
+    sipp: Callable[..., SippPeer], use_sip_backend: Callable[..., None], make_call: Any
+) -> None:
+    """`make gateways`' called party: one SIPp for every number, its last digit says what happens
+    (1 press 1, 2 press 2, 3 busy, 4 no answer, others listen)."""
+    use_sip_backend(sipp("by_number"), lines=3)
+    calls = {
+        last: make_call(ClientFactory(phone=f"+7916555000{last}", time_zone="Europe/Moscow"))
+        for last in "12345"
+    }
+
+    result = autodial_run()
+
+    assert result.calls == 5
+    outcome = {}
+    for last, message in calls.items():
+        message.refresh_from_db()
+        outcome[last] = (message.status, message.dtmf)
+    assert outcome == {
+        "1": (MessageStatus.ANSWERED, "1"),
+        "2": (MessageStatus.ANSWERED, "2"),
+        "3": (MessageStatus.BUSY, ""),
+        "4": (MessageStatus.NO_ANSWER, ""),
+        "5": (MessageStatus.ANSWERED, ""),
+    }
+    assert CallbackRequest.objects.get().client_id == calls["1"].client_id
+    assert NumberBlock.objects.get().phone == calls["2"].client.phone
