@@ -162,8 +162,8 @@ def test_cross_sell_fires_days_after_a_purchase_within_the_catch_up(w: World) ->
     assert fired(cross) == {a.pk: (f"purchase:{due.pk}", 0, FiringStatus.PLANNED, "")}
 
 
-def test_cross_sell_with_an_offer_of_that_strategy_lets_the_engine_decide(w: World) -> None:
-    a, b, c, *_ = w.clients
+def phone_cross_sell_scenario() -> tuple[TriggerScenario, Product]:
+    """A cross-sell scenario driven by an offer: phone -> power bank, for purchases in 10 days."""
     phones, power_banks = CategoryFactory(name="Телефоны"), CategoryFactory(name="Аккумуляторы")
     phone = ProductFactory(name="Samsung Galaxy A55", category=phones)
     ProductFactory(name="Power bank 10000", category=power_banks)
@@ -177,7 +177,12 @@ def test_cross_sell_with_an_offer_of_that_strategy_lets_the_engine_decide(w: Wor
         holdout_percent=Decimal("0"),
     )
     OfferVariantFactory(offer=offer, sms_text="К телефону: {{ product.name }}")
-    cross = scenario(TriggerKind.CROSS_SELL, offer=offer, delay_hours=1, sms_text="")
+    return scenario(TriggerKind.CROSS_SELL, offer=offer, delay_hours=1, sms_text=""), phone
+
+
+def test_cross_sell_with_an_offer_of_that_strategy_lets_the_engine_decide(w: World) -> None:
+    a, b, c, *_ = w.clients
+    cross, phone = phone_cross_sell_scenario()
     bought = buy(a, NOW - 2 * DAY, phone)
     buy(b, NOW - 2 * DAY)  # bought something without a rule: the engine proposes nothing
     buy(c, NOW - 30 * DAY, phone)  # too long ago for the offer's recent_days
@@ -187,7 +192,7 @@ def test_cross_sell_with_an_offer_of_that_strategy_lets_the_engine_decide(w: Wor
 
     assert fired(cross) == {a.pk: (f"purchase:{bought.pk}", 0, FiringStatus.PLANNED, "")}
     message = Message.objects.get()
-    assert (message.offer_id, message.text) == (offer.pk, "К телефону: Power bank 10000")
+    assert (message.offer_id, message.text) == (cross.offer_id, "К телефону: Power bank 10000")
     assert "Samsung Galaxy A55" in message.reason
 
 
@@ -426,20 +431,7 @@ def test_win_back_does_not_ask_again_about_clients_already_fired(w: World) -> No
 
 
 def test_an_engine_driven_scenario_asks_the_engine_only_about_new_occasions(w: World) -> None:
-    phones, power_banks = CategoryFactory(name="Телефоны"), CategoryFactory(name="Аккумуляторы")
-    phone = ProductFactory(name="Samsung Galaxy A55", category=phones)
-    ProductFactory(name="Power bank 10000", category=power_banks)
-    CrossSellRule.objects.create(source_category=phones, target_category=power_banks)
-    offer = OfferFactory(
-        strategy="cross_sell",
-        channels=["sms"],
-        recent_days=10,
-        starts_at=NOW - DAY,
-        ends_at=NOW + 14 * DAY,
-        holdout_percent=Decimal("0"),
-    )
-    OfferVariantFactory(offer=offer, sms_text="К телефону: {{ product.name }}")
-    cross = scenario(TriggerKind.CROSS_SELL, offer=offer, delay_hours=1, sms_text="")
+    cross, phone = phone_cross_sell_scenario()
     a, b, *_ = w.clients
     buy(a, NOW - 2 * DAY, phone)
     buy(b, NOW - 2 * DAY, phone)
