@@ -121,7 +121,7 @@ class Command(BaseCommand):
             "  SMS_BACKEND=messaging.backends.kannel.KannelBackend",
             f"  SMS_BACKEND_OPTIONS={json.dumps(kannel)}",
             f"  KANNEL_SENDSMS_URL={config.sendsms_url}",
-            "  # or straight to the SMSC (then also run: python manage.py smpp_listener)",
+            "  # or straight to the SMSC (make run then starts smpp_listener for receipts)",
             "  SMS_BACKEND=messaging.backends.smpp.SmppBackend",
             f"  SMS_BACKEND_OPTIONS={json.dumps(smpp)}",
         ]
