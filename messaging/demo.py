@@ -30,6 +30,7 @@ from segments.models import Segment
 POLICY_NAME = "Стандартная политика"
 OFFER_CAMPAIGN = "Корм для кошек: еженедельное напоминание"
 PLAIN_CAMPAIGN = "Новости «Лично» для владельцев кошек"
+AUTODIAL_CAMPAIGN = "Автообзвон: пора пополнить запас корма"
 REPLENISH_OFFER = "Корм для кошек: пора пополнить запас"
 CROSS_SELL_OFFER = "Дополните покупку"
 CAT_SEGMENT = "Владельцы кошек"
@@ -139,6 +140,7 @@ class DemoMessaging:
     policy: ContactPolicy
     offer_campaign: Campaign
     plain_campaign: Campaign
+    autodial_campaign: Campaign
     scenarios: list[TriggerScenario]
 
 
@@ -206,6 +208,16 @@ def messaging_demo_setup() -> DemoMessaging:
             "throttle_per_second": 20,
         },
     )
+    # The replenishment offer read out by the autodialer ("press 1 / press 2"), sent on demand.
+    autodial_campaign, _created = Campaign.objects.get_or_create(
+        name=AUTODIAL_CAMPAIGN,
+        defaults={
+            "offer": offers[REPLENISH_OFFER],
+            "channels": ["call"],
+            "schedule_kind": ScheduleKind.NOW,
+            "throttle_per_second": 5,
+        },
+    )
     scenarios = []
     for kind, spec in SCENARIOS.items():
         fields = {k: v for k, v in spec.items() if k not in ("name", "offer")}
@@ -218,4 +230,4 @@ def messaging_demo_setup() -> DemoMessaging:
             name=spec["name"], defaults=fields
         )
         scenarios.append(scenario)
-    return DemoMessaging(policy, offer_campaign, plain_campaign, scenarios)
+    return DemoMessaging(policy, offer_campaign, plain_campaign, autodial_campaign, scenarios)

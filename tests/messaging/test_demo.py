@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from messaging.demo import OFFER_CAMPAIGN, PLAIN_CAMPAIGN
+from messaging.demo import AUTODIAL_CAMPAIGN, OFFER_CAMPAIGN, PLAIN_CAMPAIGN
 from messaging.models import (
     Campaign,
     ChannelRule,
@@ -57,7 +57,7 @@ def test_demo_is_idempotent_and_consistent(demo: None) -> None:
         21,
     )
     assert (rules["call"].limit, rules["call"].weekday_start.hour) == (1, 10)
-    assert Campaign.objects.count() == 2
+    assert Campaign.objects.count() == 3
     scenarios = {s.kind: s for s in TriggerScenario.objects.all()}
     assert set(scenarios) == set(TriggerKind.values)
     assert {k for k, s in scenarios.items() if s.is_active} == {
@@ -71,7 +71,7 @@ def test_demo_is_idempotent_and_consistent(demo: None) -> None:
         assert scenario_check(scenario) == {}, scenario.name
 
 
-@pytest.mark.parametrize("name", [OFFER_CAMPAIGN, PLAIN_CAMPAIGN])
+@pytest.mark.parametrize("name", [OFFER_CAMPAIGN, PLAIN_CAMPAIGN, AUTODIAL_CAMPAIGN])
 def test_a_run_of_a_demo_campaign_plans_messages(demo: None, name: str) -> None:
     quiet("messaging_demo")
     campaign = Campaign.objects.get(name=name)

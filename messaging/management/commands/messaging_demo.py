@@ -11,7 +11,7 @@ from messaging.demo import DemoOffersMissing, messaging_demo_setup
 
 class Command(BaseCommand):
     help = (
-        "Create the demo contact policy, two campaigns and a trigger scenario of each kind "
+        "Create the demo contact policy, three campaigns and a trigger scenario of each kind "
         "(idempotent). Run after offers_demo."
     )
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         active = "active" if demo.policy.is_active else "inactive"
         self.stdout.write(f"Contact policy: {demo.policy.name} ({active})")
-        for campaign in (demo.offer_campaign, demo.plain_campaign):
+        for campaign in (demo.offer_campaign, demo.plain_campaign, demo.autodial_campaign):
             self.stdout.write(f"Campaign {campaign.pk}: {campaign.name}")
         for scenario in demo.scenarios:
             state = "on" if scenario.is_active else "off"
