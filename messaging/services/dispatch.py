@@ -256,6 +256,10 @@ def _send_chunk(
             if sendable:
                 counts.update(_deliver(_backend(channel, backends), sendable, now))
         bulk_update_rows(Message, messages, _RESULT_FIELDS)
+    # Receipts the gateway sent meanwhile are applied now that the Messages are "sent", outside
+    # the send transaction (which they would only lengthen, and in which they could not apply).
+    for channel in by_channel:
+        _backend(channel, backends).after_send()
     return counts
 
 
