@@ -3,10 +3,13 @@
 Two runs, each: planned Messages -> ``dispatch_due`` -> gateway -> delivery reports back ->
 applied to the Messages, timed until the last report is applied.
 
-- ``kannel``: the Kannel backend -> smsbox -> bearerbox -> fakesmsc; DLRs through our real webhook
-  (a threaded WSGI server in this process).
-- ``smpp``: the direct SMPP backend -> the SMSC simulator; receipts on the same session, late
-  ones through the listener.
+- ``kannel``: the Kannel backend -> smsbox -> bearerbox -> fakesmsc; DLRs through our real webhook,
+  served the way production serves it: by web worker processes of their own (here two forked
+  workers sharing one listening socket, sixteen threads each, each thread keeping its database
+  connection, as gunicorn's threaded workers do), not by threads inside the dispatching process,
+  where every callback would compete with dispatch for the same interpreter lock.
+- ``smpp``: the direct SMPP backend -> the SMSC simulator; receipts on the same session, stored
+  and applied after each batch commits; late ones through the listener.
 
 Also measured: each gateway alone (the backend's ``send_messages`` without dispatch), so a slow
 figure says whether the gateway or the outbox is the bottleneck. Rows created here are deleted.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -59,11 +63,6 @@ class _PooledServer(WSGIServer):
         finally:
             self.shutdown_request(request)
 
-    def server_close(self) -> None:
-        super().server_close()
-        self.pool.submit(connections.close_all)
-        self.pool.shutdown(wait=True)
-
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -71,7 +70,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def _web_server() -> Iterator[str]:
+def _web_workers(processes: int) -> Iterator[str]:
+    """The webhooks served by ``processes`` forked worker processes that share one listening
+    socket (a pre-fork server such as gunicorn), each with its pool of threads. Settings in
+    force when this is entered are the workers' settings. Workers are stopped by PID."""
     from messaging.peers.process import free_port
 
     port = free_port()
@@ -82,13 +84,31 @@ def _web_server() -> Iterator[str]:
         server_class=_PooledServer,
         handler_class=_QuietHandler,
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    connections.close_all()  # a worker must not share this process's database connection
+    pids: list[int] = []
     try:
+        for _ in range(processes):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the worker process
+                try:
+                    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+                    server.serve_forever()
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        server.socket.close()  # only the workers accept
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for pid in pids:
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.05)
 
 
 def _clients(count: int) -> list[Any]:
@@ -226,15 +246,16 @@ def gateways(ctx: BenchmarkContext) -> None:
     if not kannel_available():
         raise BenchmarkFailed("Kannel is not installed: apt-get install kannel kannel-extras")
     count = int(os.environ.get("BENCHMARK_GATEWAY_MESSAGES", "2000"))
+    workers = int(os.environ.get("BENCHMARK_HOOK_WORKERS", "2"))
     workdir = Path(tempfile.mkdtemp(prefix="lichno-gw-bench-"))
-    # The webhook server's 16 threads keep their connections (CONN_MAX_AGE of the settings).
+    # The webhook workers' threads keep their connections (CONN_MAX_AGE of the settings).
     db_settings = connections.settings["default"]
     max_age = db_settings.get("CONN_MAX_AGE", 0)
     db_settings["CONN_MAX_AGE"] = max(int(max_age or 0), 60)
     try:
         with (
-            _web_server() as base,
             override_settings(HOOKS_KANNEL_SECRET=SECRET, HOOKS_KANNEL_ALLOWED_IPS=["127.0.0.1"]),
+            _web_workers(workers) as base,
         ):
             # Kannel with fakesmsc, DLRs through the webhook.
             peers = kannel_start(
