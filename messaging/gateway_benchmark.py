@@ -12,12 +12,15 @@ applied to the Messages, timed until the last report is applied.
   and applied after each batch commits; late ones through the listener.
 
 Also measured: each gateway alone (the backend's ``send_messages`` without dispatch), so a slow
-figure says whether the gateway or the outbox is the bottleneck. Rows created here are deleted.
+figure says whether the gateway or the outbox is the bottleneck, and Kannel with every DLR
+callback going to a web server that does nothing but answer 200 (the same server, no Django, no
+database): the most the Kannel case could reach on this machine. Rows created here are deleted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import signal
 import tempfile
@@ -70,17 +73,17 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def _web_workers(processes: int) -> Iterator[str]:
-    """The webhooks served by ``processes`` forked worker processes that share one listening
-    socket (a pre-fork server such as gunicorn), each with its pool of threads. Settings in
-    force when this is entered are the workers' settings. Workers are stopped by PID."""
+def _web_workers(processes: int, app: Any = None) -> Iterator[str]:
+    """The webhooks (or ``app``) served by ``processes`` forked worker processes that share one
+    listening socket (a pre-fork server such as gunicorn), each with its pool of threads.
+    Settings in force when this is entered are the workers' settings. Stopped by PID."""
     from messaging.peers.process import free_port
 
     port = free_port()
     server = make_server(
         "127.0.0.1",
         port,
-        get_wsgi_application(),
+        app or get_wsgi_application(),
         server_class=_PooledServer,
         handler_class=_QuietHandler,
     )
@@ -210,10 +213,10 @@ def _end_to_end(ctx: BenchmarkContext, case: str, ids: list[int], timeout: float
     ctx.record(case, "not_delivered", wrong, "messages", 0)
 
 
-def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) -> None:
+def _raw_messages(count: int) -> list[Any]:
     from messaging.backends.base import OutgoingMessage
 
-    messages = [
+    return [
         OutgoingMessage(
             id=10**9 + i,
             idempotency_key=f"bench-raw-{i}",
@@ -223,12 +226,43 @@ def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) ->
         )
         for i in range(count)
     ]
+
+
+def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) -> None:
+    messages = _raw_messages(count)
     started = time.monotonic()
     with backend:
         results = backend.send_messages(messages)
     elapsed = time.monotonic() - started
     sent = sum(1 for r in results if r.status == "sent")
     ctx.record(case, "send_per_s", sent / elapsed, "SMS/s")
+
+
+def _kannel_noop_receiver(ctx: BenchmarkContext, sendsms_url: str, count: int) -> None:
+    """Kannel with every DLR (2 per message from fakesmsc) sent to a server that only counts."""
+    from messaging.backends.kannel import KannelBackend
+
+    received = multiprocessing.get_context("fork").Value("i", 0)
+
+    def count_only(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with received.get_lock():
+            received.value += 1
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    with _web_workers(1, count_only) as base:
+        backend = KannelBackend(channel="sms", url=sendsms_url, dlr_url=f"{base}/dlr", dlr_mask=31)
+        started = time.monotonic()
+        with backend:
+            backend.send_messages(_raw_messages(count))
+        last, seen = time.monotonic(), 0
+        while received.value < 2 * count and time.monotonic() - last < 10:
+            if received.value != seen:
+                seen, last = received.value, time.monotonic()
+            time.sleep(0.05)
+        elapsed = (time.monotonic() if received.value >= 2 * count else last) - started
+    ctx.note(f"kannel, DLRs to a no-op server: {received.value} callbacks in {elapsed:.1f} s")
+    ctx.record("kannel_noop_receiver", "sms_per_s", count / elapsed, "SMS/s")
 
 
 @register(
@@ -271,6 +305,7 @@ def gateways(ctx: BenchmarkContext) -> None:
                 # Without reports: ids that are no Messages must not reach the webhook.
                 raw = KannelBackend(channel="sms", dlr_mask=0, **options)
                 _gateway_only(ctx, "kannel_gateway_only", raw, count)
+                _kannel_noop_receiver(ctx, peers.config.sendsms_url, count)
                 ids = _messages(count, "kannel")
                 with override_settings(
                     SMS_BACKEND="messaging.backends.kannel.KannelBackend",
