@@ -509,21 +509,25 @@ class SmppBackend(BaseBackend):
     # Receipts and inbound ------------------------------------------------------------------
 
     def flush_events(self) -> None:
-        """Store receipts and inbound SMS read so far (one INSERT per 500)."""
+        """Store receipts and inbound SMS read so far (set-based), then forget them: if storing
+        fails, they are kept for the next flush (the SMSC was already told they arrived)."""
         from messaging.services.events import (
             delivery_reports_record_and_apply,
             inbound_sms_receive,
         )
 
         if self.receipts:
-            reports = [_with_message(r, self._part_ids.get(r.external_id)) for r in self.receipts]
-            self.receipts.clear()
+            count = len(self.receipts)
+            reports = [
+                _with_message(r, self._part_ids.get(r.external_id)) for r in self.receipts[:count]
+            ]
             # Reports of Messages already marked sent apply now; the others wait for the sweep.
             delivery_reports_record_and_apply(reports=reports)
+            del self.receipts[:count]
         if self.inbound:
-            inbound = list(self.inbound)
-            self.inbound.clear()
-            inbound_sms_receive(messages=inbound)
+            count = len(self.inbound)
+            inbound_sms_receive(messages=self.inbound[:count])
+            del self.inbound[:count]
 
 
 def _with_message(report: DeliveryReport, message_id: int | None) -> DeliveryReport:
