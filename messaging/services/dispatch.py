@@ -35,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from crm.db.raw import bulk_update_rows
+from crm.db.raw import InIds, bulk_update_rows
 from crm.models import Channel, Consent, ConsentPurpose
 from messaging.backends import BaseBackend, OutgoingMessage, SendResult, SendStatus, get_backend
 from messaging.backends.base import PermanentGatewayError, RetryableGatewayError
@@ -140,14 +140,14 @@ def _claim(*, channels: Sequence[str] | None, now: dt.datetime, limit: int) -> l
         ids = list(queryset.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
-        Message.objects.filter(pk__in=ids).update(
+        Message.objects.filter(InIds("id", ids)).update(
             status=MessageStatus.QUEUED,
             claimed_until=lease,
             attempts=F("attempts") + 1,
             updated_at=now,
         )
     return list(
-        Message.objects.filter(pk__in=ids)
+        Message.objects.filter(InIds("id", ids))
         .select_related("client", "run__campaign")
         .only(
             "id",
