@@ -159,6 +159,9 @@ def test_two_dispatchers_never_both_take_a_numbers_last_call(postgres: None, set
         weekend_end=dt.time.max,
     )
     client = make_world(1, channels=(Channel.CALL,)).clients[0]
+    # Real time: a dispatcher settles claims whose lease ran out by the clock, so a claim made
+    # "at" NOW would look stale to the other one at once.
+    now = timezone.now()
     Message.objects.bulk_create(
         [
             Message(
@@ -166,7 +169,7 @@ def test_two_dispatchers_never_both_take_a_numbers_last_call(postgres: None, set
                 channel=Channel.CALL,
                 recipient=client.phone.as_e164,
                 text="Скидка для вас",
-                scheduled_for=NOW - dt.timedelta(minutes=1),
+                scheduled_for=now - dt.timedelta(minutes=1),
                 idempotency_key=f"run:{run}:{client.pk}:call",
             )
             for run in (1, 2)
@@ -175,7 +178,7 @@ def test_two_dispatchers_never_both_take_a_numbers_last_call(postgres: None, set
 
     # When both dispatch at once
     results = run_together(
-        *[lambda: dispatch_due(channels=[Channel.CALL], now=NOW, chunk_size=1, max_messages=1)] * 2
+        *[lambda: dispatch_due(channels=[Channel.CALL], now=now, chunk_size=1, max_messages=1)] * 2
     )
 
     # Then one call is placed and the other waits for tomorrow: the second dispatcher waited
@@ -184,7 +187,7 @@ def test_two_dispatchers_never_both_take_a_numbers_last_call(postgres: None, set
     assert sorted(r.counts["sent"] for r in results) == [0, 1]
     assert len(locmem.outbox) == 1
     waiting = Message.objects.get(status=MessageStatus.PLANNED)
-    assert waiting.scheduled_for == NOW + dt.timedelta(hours=24)
+    assert waiting.scheduled_for == now + dt.timedelta(hours=24)
 
 
 # A worker killed mid-dispatch -------------------------------------------------------------------
