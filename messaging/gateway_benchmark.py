@@ -3,19 +3,26 @@
 Two runs, each: planned Messages -> ``dispatch_due`` -> gateway -> delivery reports back ->
 applied to the Messages, timed until the last report is applied.
 
-- ``kannel``: the Kannel backend -> smsbox -> bearerbox -> fakesmsc; DLRs through our real webhook
-  (a threaded WSGI server in this process).
-- ``smpp``: the direct SMPP backend -> the SMSC simulator; receipts on the same session, late
-  ones through the listener.
+- ``kannel``: the Kannel backend -> smsbox -> bearerbox -> fakesmsc; DLRs through our real webhook,
+  served the way production serves it: by web worker processes of their own (here two forked
+  workers sharing one listening socket, sixteen threads each, each thread keeping its database
+  connection, as gunicorn's threaded workers do), not by threads inside the dispatching process,
+  where every callback would compete with dispatch for the same interpreter lock.
+- ``smpp``: the direct SMPP backend -> the SMSC simulator; receipts on the same session, stored
+  and applied after each batch commits; late ones through the listener.
 
 Also measured: each gateway alone (the backend's ``send_messages`` without dispatch), so a slow
-figure says whether the gateway or the outbox is the bottleneck. Rows created here are deleted.
+figure says whether the gateway or the outbox is the bottleneck, and Kannel with every DLR
+callback going to a web server that does nothing but answer 200 (the same server, no Django, no
+database): the most the Kannel case could reach on this machine. Rows created here are deleted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -59,11 +66,6 @@ class _PooledServer(WSGIServer):
         finally:
             self.shutdown_request(request)
 
-    def server_close(self) -> None:
-        super().server_close()
-        self.pool.submit(connections.close_all)
-        self.pool.shutdown(wait=True)
-
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -71,24 +73,45 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def _web_server() -> Iterator[str]:
+def _web_workers(processes: int, app: Any = None) -> Iterator[str]:
+    """The webhooks (or ``app``) served by ``processes`` forked worker processes that share one
+    listening socket (a pre-fork server such as gunicorn), each with its pool of threads.
+    Settings in force when this is entered are the workers' settings. Stopped by PID."""
     from messaging.peers.process import free_port
 
     port = free_port()
     server = make_server(
         "127.0.0.1",
         port,
-        get_wsgi_application(),
+        app or get_wsgi_application(),
         server_class=_PooledServer,
         handler_class=_QuietHandler,
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    connections.close_all()  # a worker must not share this process's database connection
+    pids: list[int] = []
     try:
+        for _ in range(processes):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the worker process
+                try:
+                    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+                    server.serve_forever()
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        server.socket.close()  # only the workers accept
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for pid in pids:
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.05)
 
 
 def _clients(count: int) -> list[Any]:
@@ -190,10 +213,10 @@ def _end_to_end(ctx: BenchmarkContext, case: str, ids: list[int], timeout: float
     ctx.record(case, "not_delivered", wrong, "messages", 0)
 
 
-def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) -> None:
+def _raw_messages(count: int) -> list[Any]:
     from messaging.backends.base import OutgoingMessage
 
-    messages = [
+    return [
         OutgoingMessage(
             id=10**9 + i,
             idempotency_key=f"bench-raw-{i}",
@@ -203,12 +226,43 @@ def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) ->
         )
         for i in range(count)
     ]
+
+
+def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) -> None:
+    messages = _raw_messages(count)
     started = time.monotonic()
     with backend:
         results = backend.send_messages(messages)
     elapsed = time.monotonic() - started
     sent = sum(1 for r in results if r.status == "sent")
     ctx.record(case, "send_per_s", sent / elapsed, "SMS/s")
+
+
+def _kannel_noop_receiver(ctx: BenchmarkContext, sendsms_url: str, count: int) -> None:
+    """Kannel with every DLR (2 per message from fakesmsc) sent to a server that only counts."""
+    from messaging.backends.kannel import KannelBackend
+
+    received = multiprocessing.get_context("fork").Value("i", 0)
+
+    def count_only(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with received.get_lock():
+            received.value += 1
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    with _web_workers(1, count_only) as base:
+        backend = KannelBackend(channel="sms", url=sendsms_url, dlr_url=f"{base}/dlr", dlr_mask=31)
+        started = time.monotonic()
+        with backend:
+            backend.send_messages(_raw_messages(count))
+        last, seen = time.monotonic(), 0
+        while received.value < 2 * count and time.monotonic() - last < 10:
+            if received.value != seen:
+                seen, last = received.value, time.monotonic()
+            time.sleep(0.05)
+        elapsed = (time.monotonic() if received.value >= 2 * count else last) - started
+    ctx.note(f"kannel, DLRs to a no-op server: {received.value} callbacks in {elapsed:.1f} s")
+    ctx.record("kannel_noop_receiver", "sms_per_s", count / elapsed, "SMS/s")
 
 
 @register(
@@ -226,15 +280,16 @@ def gateways(ctx: BenchmarkContext) -> None:
     if not kannel_available():
         raise BenchmarkFailed("Kannel is not installed: apt-get install kannel kannel-extras")
     count = int(os.environ.get("BENCHMARK_GATEWAY_MESSAGES", "2000"))
+    workers = int(os.environ.get("BENCHMARK_HOOK_WORKERS", "2"))
     workdir = Path(tempfile.mkdtemp(prefix="lichno-gw-bench-"))
-    # The webhook server's 16 threads keep their connections (CONN_MAX_AGE of the settings).
+    # The webhook workers' threads keep their connections (CONN_MAX_AGE of the settings).
     db_settings = connections.settings["default"]
     max_age = db_settings.get("CONN_MAX_AGE", 0)
     db_settings["CONN_MAX_AGE"] = max(int(max_age or 0), 60)
     try:
         with (
-            _web_server() as base,
             override_settings(HOOKS_KANNEL_SECRET=SECRET, HOOKS_KANNEL_ALLOWED_IPS=["127.0.0.1"]),
+            _web_workers(workers) as base,
         ):
             # Kannel with fakesmsc, DLRs through the webhook.
             peers = kannel_start(
@@ -250,6 +305,7 @@ def gateways(ctx: BenchmarkContext) -> None:
                 # Without reports: ids that are no Messages must not reach the webhook.
                 raw = KannelBackend(channel="sms", dlr_mask=0, **options)
                 _gateway_only(ctx, "kannel_gateway_only", raw, count)
+                _kannel_noop_receiver(ctx, peers.config.sendsms_url, count)
                 ids = _messages(count, "kannel")
                 with override_settings(
                     SMS_BACKEND="messaging.backends.kannel.KannelBackend",

@@ -509,6 +509,12 @@ class Message(models.Model):
             models.Index(fields=["client", "scheduled_for"], name="message_client_time_idx"),
             models.Index(fields=["run", "status"], name="message_run_status_idx"),
             models.Index(fields=["provider_id"], name="message_provider_idx"),
+            # Per-number call caps: when a number was dialled this week (dispatch, retries).
+            models.Index(
+                fields=["recipient", "sent_at"],
+                condition=Q(channel="call"),
+                name="message_call_dials_idx",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -81,6 +81,11 @@ class BaseBackend:
     def send_messages(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         raise NotImplementedError
 
+    def after_send(self) -> None:
+        """Called by dispatch once a batch's outcomes are committed: store and apply what the
+        gateway reported meanwhile (delivery receipts), now that their Messages are marked sent,
+        outside the send transaction. A no-op for gateways that report nothing."""
+
     def lookup(self, keys: Sequence[str]) -> dict[str, str] | None:
         """Keys the gateway accepted, with provider ids; ``None`` when it cannot tell."""
         return None

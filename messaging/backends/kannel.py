@@ -165,8 +165,6 @@ class KannelBackend(BaseBackend):
     def send_messages(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         if not messages:
             return []
-        # Reports that came back before dispatch marked their Messages sent: apply them now.
-        self._apply_waiting()
         own_pool = self._pool is None and self.concurrency > 1 and len(messages) > 1
         if own_pool:
             self.open()
@@ -180,6 +178,10 @@ class KannelBackend(BaseBackend):
                 self._shutdown()
         self._sent_ids.extend(r.message_id for r in results if r.status == SendStatus.SENT)
         return results
+
+    def after_send(self) -> None:
+        # Reports the webhook stored before dispatch marked their Messages sent: apply them now.
+        self._apply_waiting()
 
     def _apply_waiting(self) -> None:
         from messaging.services.events import delivery_reports_apply

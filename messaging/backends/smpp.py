@@ -5,10 +5,11 @@ One :class:`SmppSession` binds as transceiver (or receiver, for the listener), k
 backoff, answers and sends ``enquire_link`` and unbinds gracefully.
 
 Receipts (``deliver_sm`` with ``esm_class`` 0x04) come back on the same session: those read while
-sending are stored as GatewayEvents, already tied to our Message when this backend submitted the
-part they name. Receipts arriving between campaigns are read by ``manage.py smpp_listener``,
-which keeps a bound receiver, and matched to Messages through ``provider_id`` (the id of a
-message's first part).
+sending are kept in memory, already tied to our Message when this backend submitted the part they
+name, and stored and applied as GatewayEvents by :meth:`SmppBackend.after_send` once dispatch has
+committed its batch (so they apply at once, outside the send transaction), and at close.
+Receipts arriving between campaigns are read by ``manage.py smpp_listener``, which keeps a bound
+receiver, and matched to Messages through ``provider_id`` (the id of a message's first part).
 
 Errors: throttling (0x58) and a full SMSC queue (0x14) are retried inside the session with a short
 backoff, then reported RETRY; an invalid number or any other refusal fails the message. A message
@@ -397,10 +398,12 @@ class SmppBackend(BaseBackend):
         # reach the listener.
         self.receipt_wait = receipt_wait
         self._awaiting: set[str] = set()
+        # Parts whose final receipt was read already: a receipt can overtake the end of the
+        # batch that submitted its part (it is read while later parts are being sent).
+        self._final_seen: set[str] = set()
         self.receipts: list[DeliveryReport] = []
         self.inbound: list[InboundSms] = []
         self._part_ids: dict[str, int] = {}  # SMSC id -> our Message id, for this session
-        self._sent_ids: list[int] = []
         self._reference = random.randrange(256)  # noqa: S311 - UDH reference, not a secret
         self.session = SmppSession(
             host=host or settings.SMPP_HOST,
@@ -419,6 +422,7 @@ class SmppBackend(BaseBackend):
     def _on_receipt(self, report: DeliveryReport) -> None:
         if report.state.is_final:
             self._awaiting.discard(report.external_id)
+            self._final_seen.add(report.external_id)
         self.receipts.append(report)
 
     def open(self) -> None:
@@ -436,9 +440,12 @@ class SmppBackend(BaseBackend):
             except (smpplib.exceptions.ConnectionError, OSError):
                 pass
         self._awaiting.clear()
+        self._final_seen.clear()
         self.session.close()
         self.flush_events()
-        self._apply_waiting()
+
+    def after_send(self) -> None:
+        self.flush_events()
 
     def _params(
         self, message: OutgoingMessage, body: bytes, coding: int, esm: int
@@ -462,8 +469,6 @@ class SmppBackend(BaseBackend):
     def send_messages(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         if not messages:
             return []
-        # Reports read during the previous batch whose Messages dispatch has marked sent since.
-        self._apply_waiting()
         parts: list[_Part] = []
         outcomes: list[_Outcome] = []
         for index, message in enumerate(messages):
@@ -483,9 +488,8 @@ class SmppBackend(BaseBackend):
             if outcome.status is None and len(outcome.ids) == outcome.parts:
                 for smsc_id in outcome.ids.values():
                     self._part_ids[smsc_id] = message.id
-                    if self.registered_delivery & 0x01:
+                    if self.registered_delivery & 0x01 and smsc_id not in self._final_seen:
                         self._awaiting.add(smsc_id)
-                self._sent_ids.append(message.id)
                 results.append(
                     SendResult(message.id, SendStatus.SENT, provider_id=outcome.ids[1][:100])
                 )
@@ -500,34 +504,30 @@ class SmppBackend(BaseBackend):
                         retry_after=outcome.retry_after,
                     )
                 )
-        self.flush_events()
         return results
 
     # Receipts and inbound ------------------------------------------------------------------
 
     def flush_events(self) -> None:
-        """Store receipts and inbound SMS read so far (one INSERT per 500)."""
+        """Store receipts and inbound SMS read so far (set-based), then forget them: if storing
+        fails, they are kept for the next flush (the SMSC was already told they arrived)."""
         from messaging.services.events import (
             delivery_reports_record_and_apply,
             inbound_sms_receive,
         )
 
         if self.receipts:
-            reports = [_with_message(r, self._part_ids.get(r.external_id)) for r in self.receipts]
-            self.receipts.clear()
-            # Reports of Messages already marked sent apply now; the others wait for dispatch.
+            count = len(self.receipts)
+            reports = [
+                _with_message(r, self._part_ids.get(r.external_id)) for r in self.receipts[:count]
+            ]
+            # Reports of Messages already marked sent apply now; the others wait for the sweep.
             delivery_reports_record_and_apply(reports=reports)
+            del self.receipts[:count]
         if self.inbound:
-            inbound = list(self.inbound)
-            self.inbound.clear()
-            inbound_sms_receive(messages=inbound)
-
-    def _apply_waiting(self) -> None:
-        from messaging.services.events import delivery_reports_apply
-
-        sent, self._sent_ids = self._sent_ids, []
-        for start in range(0, len(sent), 2000):
-            delivery_reports_apply(message_ids=sent[start : start + 2000], limit=10_000)
+            count = len(self.inbound)
+            inbound_sms_receive(messages=self.inbound[:count])
+            del self.inbound[:count]
 
 
 def _with_message(report: DeliveryReport, message_id: int | None) -> DeliveryReport:

@@ -8,8 +8,10 @@ The URLs Kannel calls are built by :mod:`messaging.backends.kannel` (DLR) and
 
 Both store the event once under its unique key (a replay by ``http-request-retry`` is harmless)
 and answer at once with an empty body (smsbox would send a non-empty MO answer back to the client
-as an SMS). A DLR is applied by a task that batches every report stored in the meantime; an MO
-is handled inline (rare, and a STOP must take effect at once).
+as an SMS). DLRs arriving together are stored together (:mod:`messaging.hooks.batching`: one
+INSERT for the reports of all requests waiting meanwhile, each answered once its report is
+committed) and applied by a task that batches every report stored in the meantime; an MO is
+handled inline (rare, and a STOP must take effect at once).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from messaging.events import KANNEL_DLR_STATES, DeliveryReport, DeliveryState, InboundSms
+from messaging.hooks.batching import coalescer
 from messaging.hooks.security import verify_hook
-from messaging.services.events import gateway_events_record, inbound_sms_receive
+from messaging.services.events import inbound_sms_receive
 from messaging.tasks.gateways import gateway_events_apply_soon
 
 logger = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ def dlr(request: HttpRequest) -> HttpResponse:
         error=reply[:200] if state in (DeliveryState.UNDELIVERED, DeliveryState.REJECTED) else "",
         payload={"reply": reply[:500], "smsc": params.get("smsc", "")[:60]},
     )
-    if gateway_events_record(events=[report]):
+    if coalescer.record(report):
         gateway_events_apply_soon()
     return HttpResponse(status=200)
 

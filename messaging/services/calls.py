@@ -61,7 +61,11 @@ from messaging.models import (
     NumberBlockReason,
     TimeTarget,
 )
-from messaging.selectors_calls import numbers_blocked
+from messaging.selectors_calls import (
+    earliest_by_caps,
+    number_dials,
+    numbers_blocked,
+)
 from messaging.services.dispatch import consents_in_force
 from messaging.services.events import gateway_events_record
 from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
@@ -87,14 +91,6 @@ _CALL_STATUSES = {
     MessageStatus.FAILED,
 }
 _WAITING_STATUSES = {MessageStatus.PLANNED, MessageStatus.QUEUED}
-# A number counts as dialled by these messages (caps per number).
-DIALLED_STATUSES = [
-    MessageStatus.SENT,
-    MessageStatus.DIALING,
-    MessageStatus.ANSWERED,
-    MessageStatus.BUSY,
-    MessageStatus.NO_ANSWER,
-]
 RETRY_DISPOSITIONS = {BUSY, NO_ANSWER}
 # Autodial events with no Message id (Zadarma echoes none) match the latest call to the number.
 MATCH_WINDOW = dt.timedelta(hours=2)
@@ -563,46 +559,6 @@ def retry_key(key: str, attempt: int) -> str:
     return root + suffix
 
 
-def _dials(phones: Iterable[str], now: dt.datetime) -> dict[str, list[dt.datetime]]:
-    dials: dict[str, list[dt.datetime]] = defaultdict(list)
-    for phone, sent_at in Message.objects.filter(
-        channel=Channel.CALL,
-        recipient__in=set(phones),
-        status__in=DIALLED_STATUSES,
-        sent_at__gte=now - dt.timedelta(days=7),
-        sent_at__lte=now,
-    ).values_list("recipient", "sent_at"):
-        if sent_at is not None:
-            dials[phone].append(sent_at)
-    for times in dials.values():
-        times.sort()
-    return dials
-
-
-def earliest_by_caps(dials: list[dt.datetime], at: dt.datetime) -> dt.datetime | None:
-    """The first instant >= ``at`` at which one more call keeps the daily and weekly caps."""
-    daily, weekly = settings.VOICE_DAILY_CAP, settings.VOICE_WEEKLY_CAP
-    if daily < 1 or weekly < 1:
-        return None
-    for _ in range(daily + weekly + 2):
-        day = [d for d in dials if d > at - dt.timedelta(hours=24)]
-        week = [d for d in dials if d > at - dt.timedelta(days=7)]
-        if len(week) >= weekly:
-            at = week[len(week) - weekly] + dt.timedelta(days=7)
-        elif len(day) >= daily:
-            at = day[len(day) - daily] + dt.timedelta(hours=24)
-        else:
-            return at
-    return at
-
-
-def numbers_over_cap(phones: Iterable[str], *, now: dt.datetime | None = None) -> set[str]:
-    """Numbers that may not be dialled now: their daily or weekly cap is reached (dispatch)."""
-    now = now or timezone.now()
-    dials = _dials(phones, now)
-    return {p for p, times in dials.items() if earliest_by_caps(times, now) != now}
-
-
 def call_retries_schedule(
     *, messages: Sequence[Message], now: dt.datetime | None = None, policy: Policy | None = None
 ) -> list[Message]:
@@ -610,7 +566,7 @@ def call_retries_schedule(
     now = now or timezone.now()
     policy = policy or active_policy()
     blocked = numbers_blocked(m.recipient for m in messages)
-    dials = _dials((m.recipient for m in messages), now)
+    dials = number_dials((m.recipient for m in messages), now=now)
     delay = dt.timedelta(minutes=settings.VOICE_RETRY_MINUTES)
     retries = []
     for message in messages:

@@ -6,10 +6,12 @@ A chunk goes through two transactions:
    never wait for or take each other's messages), mark them ``queued`` with a lease and one more
    attempt, commit. From here on a crash leaves a visible trace: a ``queued`` message whose
    lease ran out.
-2. **Send**: lock the chunk's consent rows ``FOR SHARE`` and re-check them, expiry, quiet hours
-   and blocked numbers; hand the rest to the backend; record each outcome; commit. A withdrawal
-   (which updates the consent row) therefore either commits before this check and the message
-   is cancelled, or waits until the send is recorded — never a send after a withdrawal.
+2. **Send**: lock the chunk's consent rows ``FOR SHARE`` and re-check them, expiry, quiet hours,
+   blocked numbers and, for calls, each number's daily and rolling-week caps (under a lock per
+   number, so two workers never both take a number's last call); hand the rest to the backend;
+   record each outcome; commit. A withdrawal (which updates the consent row) therefore either
+   commits before this check and the message is cancelled, or waits until the send is recorded —
+   never a send after a withdrawal.
 
 A ``queued`` message whose lease expired (its worker died between claim and record) is
 recovered: if the backend can say which messages it accepted (``lookup``), those become ``sent``
@@ -33,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from crm.db.raw import bulk_update_rows
+from crm.db.raw import InIds, bulk_update_rows
 from crm.models import Channel, Consent, ConsentPurpose
 from messaging.backends import BaseBackend, OutgoingMessage, SendResult, SendStatus, get_backend
 from messaging.backends.base import PermanentGatewayError, RetryableGatewayError
@@ -42,8 +44,9 @@ from messaging.models import (
     Message,
     MessageStatus,
     RateBucket,
+    TimeTarget,
 )
-from messaging.selectors_calls import numbers_blocked
+from messaging.selectors_calls import earliest_by_caps, number_dials, numbers_blocked
 from messaging.services.outbox import unsubscribe_token
 from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
 
@@ -137,14 +140,14 @@ def _claim(*, channels: Sequence[str] | None, now: dt.datetime, limit: int) -> l
         ids = list(queryset.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
-        Message.objects.filter(pk__in=ids).update(
+        Message.objects.filter(InIds("id", ids)).update(
             status=MessageStatus.QUEUED,
             claimed_until=lease,
             attempts=F("attempts") + 1,
             updated_at=now,
         )
     return list(
-        Message.objects.filter(pk__in=ids)
+        Message.objects.filter(InIds("id", ids))
         .select_related("client", "run__campaign")
         .only(
             "id",
@@ -236,10 +239,13 @@ def _send_chunk(
         _throttle(_backend(channel, backends), group)
     with transaction.atomic():
         granted = consents_in_force(messages)
-        blocked = numbers_blocked(m.recipient for m in messages if m.channel == Channel.CALL)
+        numbers = [m.recipient for m in messages if m.channel == Channel.CALL]
+        blocked = numbers_blocked(numbers)
+        # First attempts and retries alike count against the number's caps.
+        dials = number_dials(numbers, now=now, lock=True)
         ready: list[Message] = []
         for message in messages:
-            verdict = _recheck(message, policy, now, granted, blocked)
+            verdict = _recheck(message, policy, now, granted, blocked, dials)
             if verdict:
                 counts[verdict] += 1
             else:
@@ -250,6 +256,10 @@ def _send_chunk(
             if sendable:
                 counts.update(_deliver(_backend(channel, backends), sendable, now))
         bulk_update_rows(Message, messages, _RESULT_FIELDS)
+    # Receipts the gateway sent meanwhile are applied now that the Messages are "sent", outside
+    # the send transaction (which they would only lengthen, and in which they could not apply).
+    for channel in by_channel:
+        _backend(channel, backends).after_send()
     return counts
 
 
@@ -259,9 +269,12 @@ def _recheck(
     now: dt.datetime,
     granted: set[tuple[int, str]],
     blocked: set[str],
+    dials: dict[str, list[dt.datetime]],
 ) -> str:
-    """Right before sending: consent, expiry, blocked number, quiet hours. Returns the verdict
-    for a message that must not go now ('' for one that may), having set its new state."""
+    """Right before sending: consent, expiry, blocked number, quiet hours, a call's per-number
+    caps. Returns the verdict for a message that must not go now ('' for one that may), having
+    set its new state. A call let through is added to ``dials``, so the chunk's next call to the
+    same number counts it."""
     message.updated_at = now
     message.claimed_until = None
     if not message.is_transactional and (message.client_id, message.channel) not in granted:
@@ -290,7 +303,37 @@ def _recheck(
         message.scheduled_for = opening
         message.status_reason = "deferred: quiet hours"
         return "deferred"
+    if message.channel == Channel.CALL:
+        return _recheck_caps(message, policy, now, dials)
     return ""
+
+
+def _recheck_caps(
+    message: Message, policy: Policy, now: dt.datetime, dials: dict[str, list[dt.datetime]]
+) -> str:
+    """The number's daily and rolling-week caps: wait until a call fits them (inside the call
+    window), or drop the call if its offer ends first."""
+    history = dials.setdefault(message.recipient, [])
+    allowed = earliest_by_caps(history, now)
+    if allowed == now:
+        history.append(now)
+        return ""
+    if allowed is not None and not message.is_transactional:
+        allowed = next_send_time(
+            policy,
+            channel=Channel.CALL,
+            time_zone=str(message.client.time_zone),
+            earliest=allowed,
+            target=TimeTarget.ASAP,
+        )
+    if allowed is None or (message.expires_at is not None and allowed >= message.expires_at):
+        message.status = MessageStatus.EXPIRED
+        message.status_reason = "offer expires before the number's call caps allow a call"
+        return "expired"
+    message.status = MessageStatus.PLANNED
+    message.scheduled_for = allowed
+    message.status_reason = "deferred: the number's daily or weekly call cap"
+    return "deferred"
 
 
 def _deliver(backend: BaseBackend, group: list[Message], now: dt.datetime) -> Counter[str]:

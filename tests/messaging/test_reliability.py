@@ -136,6 +136,60 @@ def test_a_consent_withdrawn_during_dispatch_is_never_followed_by_a_send(
     assert len(sent_to) == 5
 
 
+class SlowVoiceBackend(locmem.LocmemBackend):
+    """Locmem for calls that lingers in the send, so two dispatchers overlap."""
+
+    def send_messages(self, messages: Any) -> Any:
+        time.sleep(0.5)
+        return super().send_messages(messages)
+
+
+def test_two_dispatchers_never_both_take_a_numbers_last_call(postgres: None, settings: Any) -> None:
+    # Given a daily cap of one call per number and two first attempts for the same number
+    # (two campaigns), each claimed by its own dispatcher
+    settings.VOICE_BACKEND = f"{__name__}.SlowVoiceBackend"
+    settings.VOICE_DAILY_CAP = 1
+    policy = ContactPolicy.objects.create(name="calls all day", is_active=True)
+    ChannelRule.objects.create(
+        policy=policy,
+        channel=Channel.CALL,
+        weekday_start=dt.time(0, 0),
+        weekday_end=dt.time.max,
+        weekend_start=dt.time(0, 0),
+        weekend_end=dt.time.max,
+    )
+    client = make_world(1, channels=(Channel.CALL,)).clients[0]
+    # Real time: a dispatcher settles claims whose lease ran out by the clock, so a claim made
+    # "at" NOW would look stale to the other one at once.
+    now = timezone.now()
+    Message.objects.bulk_create(
+        [
+            Message(
+                client=client,
+                channel=Channel.CALL,
+                recipient=client.phone.as_e164,
+                text="Скидка для вас",
+                scheduled_for=now - dt.timedelta(minutes=1),
+                idempotency_key=f"run:{run}:{client.pk}:call",
+            )
+            for run in (1, 2)
+        ]
+    )
+
+    # When both dispatch at once
+    results = run_together(
+        *[lambda: dispatch_due(channels=[Channel.CALL], now=now, chunk_size=1, max_messages=1)] * 2
+    )
+
+    # Then one call is placed and the other waits for tomorrow: the second dispatcher waited
+    # for the first one's decision instead of reading the same "one call left"
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(r.counts["sent"] for r in results) == [0, 1]
+    assert len(locmem.outbox) == 1
+    waiting = Message.objects.get(status=MessageStatus.PLANNED)
+    assert waiting.scheduled_for == now + dt.timedelta(hours=24)
+
+
 # A worker killed mid-dispatch -------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from crm.models import Channel, ConsentEvent
-from messaging.backends import OutgoingMessage, SendStatus
+from messaging.backends import OutgoingMessage, SendStatus, locmem
 from messaging.backends.sip import SipBackend, render_prompt
 from messaging.backends.voice import NotSupported
 from messaging.events import CallEvent
@@ -30,15 +30,15 @@ from messaging.models import (
     NumberBlock,
     NumberBlockReason,
 )
-from messaging.selectors_calls import numbers_blocked
+from messaging.selectors_calls import numbers_blocked, numbers_over_cap
 from messaging.services.calls import (
     call_events_apply,
     call_events_process,
     call_retries_schedule,
     calls_close_stale,
-    numbers_over_cap,
     retry_key,
 )
+from messaging.services.dispatch import dispatch_due
 from tests.factories import ClientFactory
 from tests.messaging.voice.conftest import grant_calls
 
@@ -236,6 +236,58 @@ def test_daily_and_weekly_caps_per_number(
     (retry,) = call_retries_schedule(messages=[message], now=now)
     # Three calls this week: wait until the oldest of them is a week old (then the window).
     assert retry.scheduled_for == (now - dt.timedelta(days=3) + dt.timedelta(days=7))
+
+
+def test_caps_hold_for_first_attempts_at_dispatch(
+    make_call: Any, call_window: ContactPolicy, settings: Any
+) -> None:
+    # Given caps of 2 calls a day and 3 a week, a number dialled twice today by other runs,
+    # and first attempts (no retry among them) due now
+    settings.VOICE_DAILY_CAP, settings.VOICE_WEEKLY_CAP = 2, 3
+    now = dt.datetime(2026, 3, 4, 12, 0, tzinfo=MSK)
+    busy, shared, fresh = (ClientFactory(time_zone="Europe/Moscow") for _ in range(3))
+    earlier = make_call(
+        busy,
+        status=MessageStatus.NO_ANSWER,
+        key="run:7:a:call",
+        sent_at=now - dt.timedelta(hours=3),
+    )
+    make_call(
+        busy, status=MessageStatus.ANSWERED, key="run:8:a:call", sent_at=now - dt.timedelta(hours=1)
+    )
+    capped = make_call(busy, status=MessageStatus.PLANNED, key="run:9:a:call", sent_at=now)
+    # ... a number with one call left today and two first attempts for it in the same chunk
+    make_call(
+        shared, status=MessageStatus.BUSY, key="run:7:b:call", sent_at=now - dt.timedelta(hours=2)
+    )
+    first = make_call(shared, status=MessageStatus.PLANNED, key="run:9:b:call", sent_at=now)
+    second = make_call(shared, status=MessageStatus.PLANNED, key="run:10:b:call", sent_at=now)
+    free = make_call(fresh, status=MessageStatus.PLANNED, key="run:9:c:call", sent_at=now)
+
+    # When dispatch runs
+    result = dispatch_due(channels=[Channel.CALL], now=now)
+
+    # Then only the calls the caps allow are placed: one for the shared number, one fresh
+    assert sorted(m.id for m in locmem.outbox) == sorted([first.pk, free.pk])
+    assert result.counts == {"sent": 2, "deferred": 2}
+    # ... the capped first attempts wait for the cap (24 h after the older of today's calls),
+    # inside the call window, and are not sent in the meantime
+    capped.refresh_from_db()
+    second.refresh_from_db()
+    assert (capped.status, capped.scheduled_for) == (
+        MessageStatus.PLANNED,
+        earlier.sent_at + dt.timedelta(hours=24),
+    )
+    assert capped.status_reason == "deferred: the number's daily or weekly call cap"
+    assert (second.status, second.scheduled_for) == (
+        MessageStatus.PLANNED,
+        dt.datetime(2026, 3, 5, 10, 0, tzinfo=MSK),  # 24 h after its earlier call at 10:00
+    )
+    assert dispatch_due(channels=[Channel.CALL], now=now + dt.timedelta(hours=20)).counts == {}
+    # ... and go out once it allows them
+    later = dispatch_due(channels=[Channel.CALL], now=earlier.sent_at + dt.timedelta(hours=24))
+    assert later.counts == {"sent": 1}
+    assert locmem.outbox[-1].id == capped.pk
 
 
 def test_retry_keys_stay_within_the_column() -> None:
