@@ -39,6 +39,7 @@ from django.utils.translation import get_language
 
 from crm.db.raw import InIds, pg_int_array
 from crm.models import Client, PurchaseItem
+from loyalty.models import LoyaltyAccount, Tier
 from offers import pricing
 from offers.assignment import VariantPicker, in_holdout
 from offers.catalog import Catalog, ProductInfo
@@ -60,6 +61,7 @@ from offers.strategies import (
     Choice,
     CrossSellSpec,
     StrategyInput,
+    sql_ids,
 )
 from offers.templating import (
     TemplateCheckError,
@@ -500,19 +502,28 @@ def propose(
 
 
 def client_contexts(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """What templates may say about each client: names, city, gender, tier and points."""
+    """What templates may say about each client: names, city, gender, tier and points.
+
+    One query; the loyalty account (one per client at most) and its tier are read by index per
+    client, which the planner would otherwise hash-join after scanning every account."""
+    if not ids:
+        return {}
+    client = Client._meta.db_table
+    account = LoyaltyAccount._meta.db_table
+    tier = Tier._meta.db_table
+    where, params = sql_ids("c.id", ids)
+    sql = f"""
+        SELECT c.id, c.first_name, c.middle_name, c.last_name, c.city, c.gender,
+               (SELECT t.name FROM {account} a JOIN {tier} t ON t.id = a.tier_id
+                WHERE a.client_id = c.id),
+               (SELECT a.balance FROM {account} a WHERE a.client_id = c.id)
+        FROM {client} c WHERE {where}
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     out = {}
-    rows = Client.objects.filter(InIds("pk", ids)).values_list(
-        "id",
-        "first_name",
-        "middle_name",
-        "last_name",
-        "city",
-        "gender",
-        "loyalty__tier__name",
-        "loyalty__balance",
-    )
-    for cid, first, middle, last, city, gender, tier, balance in rows:
+    for cid, first, middle, last, city, gender, tier_name, balance in rows:
         out[cid] = {
             "client": {
                 "first_name": first,
@@ -523,7 +534,7 @@ def client_contexts(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
                 "city": city,
                 "gender": gender,
             },
-            "tier": tier or "",
+            "tier": tier_name or "",
             "points": balance or 0,
         }
     return out

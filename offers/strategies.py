@@ -419,7 +419,7 @@ ManyStrategy = Callable[[StrategyInput, Sequence[int]], dict[int, Choice]]
 DENSE_CATEGORY_ARRAY_MAX = 200_000
 
 
-def _sql_ids(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+def sql_ids(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
     """``column IN (ids)`` with the ids as one parameter (an array or JSON)."""
     if connection.vendor == "postgresql":
         return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(str(int(i)) for i in ids) + "}"]
@@ -706,9 +706,9 @@ def cross_sell_many(inp: StrategyInput, client_ids: Sequence[int]) -> dict[int, 
     lookback = int(inp.offer.lookback_days)
     r_since, until, r_since_ts, at_ts = _window(inp, min(recent_days, lookback))
     since, _until, since_ts, _at = _window(inp, lookback)
-    clients_sql, clients_params = _sql_ids("i.client_id", client_ids)
-    sources_sql, sources_params = _sql_ids("i.product_id", sources)
-    targets_sql, targets_params = _sql_ids("i.product_id", targets or [0])
+    clients_sql, clients_params = sql_ids("i.client_id", client_ids)
+    sources_sql, sources_params = sql_ids("i.product_id", sources)
+    targets_sql, targets_params = sql_ids("i.product_id", targets or [0])
     epoch = _sql_epoch("i.purchased_at")
     sql = f"""
         WITH recent AS (
