@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from crm.db.raw import pg_int_array
 from crm.models import PurchaseItem
 from offers.catalog import Catalog, ProductInfo
 from offers.models import ProductStrategy
@@ -422,7 +423,7 @@ DENSE_CATEGORY_ARRAY_MAX = 200_000
 def sql_ids(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
     """``column IN (ids)`` with the ids as one parameter (an array or JSON)."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(str(int(i)) for i in ids) + "}"]
+        return f"{column} = ANY(%s::bigint[])", [pg_int_array(ids)]
     return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps([int(i) for i in ids])]
 
 
@@ -565,7 +566,7 @@ def _replenish_due_postgresql(
     ``percentile_cont`` and the products come back as one array per category."""
     params = {
         **_replenish_params(inp),
-        "clients": "{" + ",".join(str(int(i)) for i in client_ids) + "}",
+        "clients": pg_int_array(client_ids),
     }
     top = max(p.id for p in products)
     if top <= DENSE_CATEGORY_ARRAY_MAX:
