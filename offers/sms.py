@@ -41,8 +41,13 @@ GSM7_ALL = GSM7_BASIC | GSM7_EXTENDED
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
+# A character outside GSM-7: one regular-expression search stops at the first one, where
+# ``GSM7_ALL.issuperset(text)`` would first build a set of the whole text.
+_NOT_GSM7 = re.compile("[^" + "".join(re.escape(ch) for ch in sorted(GSM7_ALL)) + "]")
+
+
 def is_gsm7(text: str) -> bool:
-    return GSM7_ALL.issuperset(text)
+    return _NOT_GSM7.search(text) is None
 
 
 def _split_count(sizes: list[int], single: int, part: int) -> int:
