@@ -25,7 +25,11 @@ def unit_hash(key: str) -> float:
 
 
 def in_holdout(*, offer_id: int, client_id: int, holdout_percent: Decimal | float) -> bool:
-    share = float(holdout_percent) / 100
+    return in_holdout_share(offer_id, client_id, float(holdout_percent) / 100)
+
+
+def in_holdout_share(offer_id: int, client_id: int, share: float) -> bool:
+    """``in_holdout`` with the share (0..1) worked out once, for a batch."""
     return share > 0 and unit_hash(f"{offer_id}:{client_id}") < share
 
 

@@ -39,8 +39,9 @@ from django.utils.translation import get_language
 
 from crm.db.raw import InIds, pg_int_array
 from crm.models import Client, PurchaseItem
+from loyalty.models import LoyaltyAccount, Tier
 from offers import pricing
-from offers.assignment import VariantPicker, in_holdout
+from offers.assignment import VariantPicker, in_holdout_share
 from offers.catalog import Catalog, ProductInfo
 from offers.models import (
     AssociationStatus,
@@ -60,6 +61,7 @@ from offers.strategies import (
     Choice,
     CrossSellSpec,
     StrategyInput,
+    sql_ids,
 )
 from offers.templating import (
     TemplateCheckError,
@@ -321,6 +323,8 @@ class _OfferPlan:
         self.variants = {v.pk: v for v in self.picker.variants}
         self.code_pattern = _code_pattern(offer)
         self._margins: dict[int, Decimal] = {}
+        self._values: dict[tuple[int, float], Decimal] = {}
+        self.holdout_share = float(offer.holdout_percent) / 100
 
     def keeps_margin(self, product: ProductInfo) -> bool:
         return pricing.keeps_margin(
@@ -352,6 +356,14 @@ class _OfferPlan:
     def expected_value(self, choice: Choice, response: tuple[int, int]) -> tuple[float, Decimal]:
         """Propensity (the strategy's score, tilted by the client's response history) times
         the margin left on the first product after the benefit."""
+        assigned, redeemed = response
+        propensity = choice.score * ((redeemed + 1) / (assigned + 2)) / 0.5
+        # The value depends on the first product and the rounded propensity only, which repeat
+        # across a batch (scores come from whole days): the Decimal work is done once each.
+        key = (choice.products[0], round(propensity, 4))
+        value = self._values.get(key)
+        if value is not None:
+            return propensity, value
         margin = self._margins.get(choice.products[0])
         if margin is None:
             first = self.catalog.products[choice.products[0]]
@@ -364,9 +376,9 @@ class _OfferPlan:
             if offer.benefit_kind == "points":
                 margin -= offer.benefit_value
             self._margins[choice.products[0]] = margin
-        assigned, redeemed = response
-        propensity = choice.score * ((redeemed + 1) / (assigned + 2)) / 0.5
-        return propensity, (margin * Decimal(str(round(propensity, 4)))).quantize(pricing.CENT)
+        value = (margin * Decimal(str(key[1]))).quantize(pricing.CENT)
+        self._values[key] = value
+        return propensity, value
 
 
 def propose(
@@ -500,19 +512,28 @@ def propose(
 
 
 def client_contexts(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """What templates may say about each client: names, city, gender, tier and points."""
+    """What templates may say about each client: names, city, gender, tier and points.
+
+    One query; the loyalty account (one per client at most) and its tier are read by index per
+    client, which the planner would otherwise hash-join after scanning every account."""
+    if not ids:
+        return {}
+    client = Client._meta.db_table
+    account = LoyaltyAccount._meta.db_table
+    tier = Tier._meta.db_table
+    where, params = sql_ids("c.id", ids)
+    sql = f"""
+        SELECT c.id, c.first_name, c.middle_name, c.last_name, c.city, c.gender,
+               (SELECT t.name FROM {account} a JOIN {tier} t ON t.id = a.tier_id
+                WHERE a.client_id = c.id),
+               (SELECT a.balance FROM {account} a WHERE a.client_id = c.id)
+        FROM {client} c WHERE {where}
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     out = {}
-    rows = Client.objects.filter(InIds("pk", ids)).values_list(
-        "id",
-        "first_name",
-        "middle_name",
-        "last_name",
-        "city",
-        "gender",
-        "loyalty__tier__name",
-        "loyalty__balance",
-    )
-    for cid, first, middle, last, city, gender, tier, balance in rows:
+    for cid, first, middle, last, city, gender, tier_name, balance in rows:
         out[cid] = {
             "client": {
                 "first_name": first,
@@ -523,7 +544,7 @@ def client_contexts(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
                 "city": city,
                 "gender": gender,
             },
-            "tier": tier or "",
+            "tier": tier_name or "",
             "points": balance or 0,
         }
     return out
@@ -540,9 +561,7 @@ def _proposal(
     language: str | None = None,
 ) -> Proposal:
     offer = plan.offer
-    control = holdout and in_holdout(
-        offer_id=offer.pk, client_id=client_id, holdout_percent=offer.holdout_percent
-    )
+    control = holdout and in_holdout_share(offer.pk, client_id, plan.holdout_share)
     variant = None if control else plan.picker.pick(client_id)
     products = [plan.product(pid) for pid in choice.products]
     propensity, expected = plan.expected_value(choice, response)

@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from crm.db.raw import pg_int_array
 from crm.models import PurchaseItem
 from offers.catalog import Catalog, ProductInfo
 from offers.models import ProductStrategy
@@ -419,18 +420,25 @@ ManyStrategy = Callable[[StrategyInput, Sequence[int]], dict[int, Choice]]
 DENSE_CATEGORY_ARRAY_MAX = 200_000
 
 
-def _sql_ids(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+def sql_ids(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
     """``column IN (ids)`` with the ids as one parameter (an array or JSON)."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(str(int(i)) for i in ids) + "}"]
+        return f"{column} = ANY(%s::bigint[])", [pg_int_array(ids)]
     return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps([int(i) for i in ids])]
 
 
 def _sql_epoch(column: str) -> str:
-    """Unix seconds of a datetime column, as the engine has always read them."""
+    """Unix seconds of a datetime column, as the engine has always read them: on PostgreSQL
+    ``EXTRACT(EPOCH ..)::bigint``, rounded half up, but through the float ``date_part``, which
+    costs a third of the numeric ``EXTRACT`` (exact for instants after 1970: the float is
+    within a microsecond of the true value, so the rounding never crosses a half second)."""
     if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {column})::bigint"
+        return f"floor(date_part('epoch', {column}) + 0.5)::bigint"
     return f"CAST(strftime('%%s', {column}) AS INTEGER)"
+
+
+def _from_epoch(seconds: float) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
 
 
 def _window(inp: StrategyInput, days: int) -> tuple[dt.datetime, dt.datetime, int, int]:
@@ -516,15 +524,10 @@ DueGroup = tuple[int, int, int, float, int, int, list[int]]
 _DUE = f"""
     steps AS (
         SELECT client_id, category_id, product_id, ts,
-               (ts + %(offset)s) / {DAY} - LAG((ts + %(offset)s) / {DAY}) OVER (
+               NULLIF((ts + %(offset)s) / {DAY} - LAG((ts + %(offset)s) / {DAY}) OVER (
                    PARTITION BY client_id, category_id ORDER BY ts
-               ) AS step
+               ), 0) AS gap
         FROM items
-    ),
-    gaps AS (
-        SELECT client_id, category_id, product_id, ts,
-               CASE WHEN step > 0 THEN step END AS gap
-        FROM steps
     ),
     {{ranked}},
     stats AS (
@@ -563,7 +566,7 @@ def _replenish_due_postgresql(
     ``percentile_cont`` and the products come back as one array per category."""
     params = {
         **_replenish_params(inp),
-        "clients": "{" + ",".join(str(int(i)) for i in client_ids) + "}",
+        "clients": pg_int_array(client_ids),
     }
     top = max(p.id for p in products)
     if top <= DENSE_CATEGORY_ARRAY_MAX:
@@ -586,22 +589,24 @@ def _replenish_due_postgresql(
         )
     table = PurchaseItem._meta.db_table
     due = _DUE.format(
-        ranked="ranked AS (SELECT * FROM gaps)",
+        ranked="ranked AS (SELECT * FROM steps)",
         median="percentile_cont(0.5) WITHIN GROUP (ORDER BY gap)",
         # Unordered (cheaper); the times come along to order them by.
         bought=", array_agg(product_id) AS bought, array_agg(ts) AS bought_ts",
     )
+    # The Unix-second bounds as datetimes (a rounded second is in the window when the instant
+    # is within half a second of it), so no row's epoch is computed to filter it.
+    params["since_exact"] = _from_epoch(params["since_ts"] - 0.5)
+    params["until_exact"] = _from_epoch(params["at"] + 0.5)
+    epoch = _sql_epoch("i.purchased_at")
     sql = f"""
-        WITH scanned AS (
-            SELECT i.client_id, i.product_id, EXTRACT(EPOCH FROM i.purchased_at)::bigint AS ts,
-                   {category} AS category_id
+        WITH items AS (
+            SELECT i.client_id, i.product_id, {epoch} AS ts, {category} AS category_id
             FROM {table} i {mapping}
             WHERE i.client_id = ANY(%(clients)s::bigint[])
               AND i.purchased_at >= %(since)s AND i.purchased_at <= %(until)s
-        ),
-        items AS (
-            SELECT * FROM scanned
-            WHERE category_id IS NOT NULL AND ts >= %(since_ts)s AND ts <= %(at)s
+              AND i.purchased_at >= %(since_exact)s AND i.purchased_at < %(until_exact)s
+              AND {category} IS NOT NULL
         ),
         {due}
         SELECT client_id, category_id, days, median, last_ts, since, bought, bought_ts
@@ -632,7 +637,7 @@ def _replenish_due_generic(
         ranked=(
             "ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY client_id, category_id"
             " ORDER BY CASE WHEN gap IS NULL THEN 1 ELSE 0 END, gap) AS rn,"
-            " COUNT(gap) OVER (PARTITION BY client_id, category_id) AS n FROM gaps)"
+            " COUNT(gap) OVER (PARTITION BY client_id, category_id) AS n FROM steps)"
         ),
         median=(
             "AVG(CASE WHEN gap IS NOT NULL AND (rn = (n + 1) / 2 OR rn = (n + 2) / 2)"
@@ -702,9 +707,9 @@ def cross_sell_many(inp: StrategyInput, client_ids: Sequence[int]) -> dict[int, 
     lookback = int(inp.offer.lookback_days)
     r_since, until, r_since_ts, at_ts = _window(inp, min(recent_days, lookback))
     since, _until, since_ts, _at = _window(inp, lookback)
-    clients_sql, clients_params = _sql_ids("i.client_id", client_ids)
-    sources_sql, sources_params = _sql_ids("i.product_id", sources)
-    targets_sql, targets_params = _sql_ids("i.product_id", targets or [0])
+    clients_sql, clients_params = sql_ids("i.client_id", client_ids)
+    sources_sql, sources_params = sql_ids("i.product_id", sources)
+    targets_sql, targets_params = sql_ids("i.product_id", targets or [0])
     epoch = _sql_epoch("i.purchased_at")
     sql = f"""
         WITH recent AS (

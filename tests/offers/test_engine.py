@@ -11,13 +11,20 @@ from django.test.utils import CaptureQueriesContext
 
 from crm.models import Client
 from offers.catalog import Catalog
-from offers.engine import propose
+from offers.engine import client_contexts, propose
 from offers.models import CrossSellRule, PromoCode
 from offers.selectors import next_best_offers
 from offers.services import promo_code_redeem, promo_pool_upload
 from segments.models import Segment
 from segments.services import segment_add_clients, segment_save
-from tests.factories import ClientFactory, OfferFactory, OfferVariantFactory, PromoPoolFactory
+from tests.factories import (
+    ClientFactory,
+    LoyaltyAccountFactory,
+    OfferFactory,
+    OfferVariantFactory,
+    PromoPoolFactory,
+    TierFactory,
+)
 from tests.offers.conftest import NOW
 
 pytestmark = pytest.mark.django_db
@@ -181,3 +188,32 @@ def test_anonymized_clients_get_nothing(shop, buy):
     _offer(strategy="replenish")
 
     assert propose([client], at=NOW) == []
+
+
+def test_client_contexts_read_names_tier_and_points_in_one_query(django_assert_num_queries):
+    gold = TierFactory(name="Gold", rank=2)
+    member = ClientFactory(first_name="Анна", middle_name="Петровна", last_name="Иванова")
+    LoyaltyAccountFactory(client=member, tier=gold, balance=1500)
+    newcomer = ClientFactory(first_name="Олег", middle_name="", last_name="Сидоров")
+
+    with django_assert_num_queries(1):
+        contexts = client_contexts([member.pk, newcomer.pk, 10**9])
+
+    assert set(contexts) == {member.pk, newcomer.pk}
+    assert contexts[member.pk] == {
+        "client": {
+            "first_name": "Анна",
+            "middle_name": "Петровна",
+            "last_name": "Иванова",
+            "full_name": "Иванова Анна Петровна",
+            "name": "Анна Петровна",
+            "city": member.city,
+            "gender": member.gender,
+        },
+        "tier": "Gold",
+        "points": 1500,
+    }
+    assert contexts[newcomer.pk]["tier"] == ""
+    assert contexts[newcomer.pk]["points"] == 0
+    assert contexts[newcomer.pk]["client"]["name"] == "Олег"
+    assert client_contexts([]) == {}

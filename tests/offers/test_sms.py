@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from offers.sms import fit_sms, sms_info, transliterate
+from offers.sms import GSM7_ALL, fit_sms, is_gsm7, sms_info, transliterate
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,16 @@ def test_transliteration_fits_a_russian_text_into_one_part():
 def test_transliterate_keeps_case_and_gsm_characters():
     assert transliterate("Щука Ёж №5 ₽") == "Shchuka Ezh N5 rub."
     assert fit_sms("Привет", transliterate_if_needed=True)[0] == "Привет"  # one part already
+
+
+def test_gsm7_test_is_membership_in_the_alphabet_for_every_character():
+    # Every GSM-7 character (with the regular-expression specials among them), one at a time
+    # and all together, is GSM-7; one character outside the alphabet anywhere makes it UCS-2.
+    alphabet = "".join(sorted(GSM7_ALL))
+    assert is_gsm7(alphabet)
+    assert all(is_gsm7(ch) for ch in alphabet)
+    for outsider in ("я", "`", "\t", "\u00a0", "😀", "ё", "\x00"):
+        assert not is_gsm7(outsider)
+        assert not is_gsm7(alphabet + outsider)
+        assert not is_gsm7(outsider + alphabet)
+    assert is_gsm7("")
