@@ -151,25 +151,89 @@ _EVERYONE = Q(pk__isnull=False)  # an empty group; unlike Q(), it survives OR an
 _NOTHING = Q(pk__in=[])
 
 
+# Fields whose rules test the client row only (no subquery).
+ROW_FIELDS = {
+    "age",
+    "gender",
+    "city",
+    "region",
+    "time_zone",
+    "family_status",
+    "occupation",
+    "education",
+    "source",
+    "preferred_channel",
+    "attribute",
+    "created",
+    "birthday",
+}
+
+
+def _row_local(node: dict[str, Any]) -> bool:
+    if "field" in node:
+        return node["field"] in ROW_FIELDS
+    return all(_row_local(child) for child in node.get("rules", []))
+
+
 def _node(node: dict[str, Any], ctx: Context) -> Q:
     if "field" in node:
         q = _rule(node, ctx)
     else:
         children = node.get("rules", [])
-        outer = ctx.narrowed
-        if node.get("match", "all") == "all" and any(
-            child.get("field") not in AGGREGATES for child in children
-        ):
-            ctx.narrowed = True
-        parts = [_node(child, ctx) for child in children]
-        ctx.narrowed = outer
-        if not parts:
+        if not children:
             q = _EVERYONE
-        else:
+        elif node.get("match", "all") == "all":
+            outer = ctx.narrowed
+            if any(child.get("field") not in AGGREGATES for child in children):
+                ctx.narrowed = True
+            parts = [_node(child, ctx) for child in children]
+            ctx.narrowed = outer
             q = parts[0]
             for part in parts[1:]:
-                q = (q & part) if node.get("match", "all") == "all" else (q | part)
+                q &= part
+        else:
+            local = [_node(child, ctx) for child in children if _row_local(child)]
+            other = [_branch(child, ctx) for child in children if not _row_local(child)]
+            q = _any_of(_or(local), other)
     return ~q if node.get("negate") else q
+
+
+def _branch(node: dict[str, Any], ctx: Context) -> Q:
+    """One alternative of an OR, compiled on its own: no condition outside it narrows it."""
+    outer = ctx.narrowed
+    ctx.narrowed = False
+    try:
+        return _node(node, ctx)
+    finally:
+        ctx.narrowed = outer
+
+
+def _or(parts: list[Q]) -> Q | None:
+    if not parts:
+        return None
+    q = parts[0]
+    for part in parts[1:]:
+        q |= part
+    return q
+
+
+def _any_of(row_q: Q | None, query_parts: list[Q]) -> Q:
+    """Clients passing any of the parts.
+
+    Row conditions alone stay an OR on the client row. Once an alternative needs a subquery,
+    ``EXISTS .. OR EXISTS ..`` is not a join for PostgreSQL: it runs every subquery once per
+    client that reaches it. So the alternatives become ``id IN (<each> UNION ALL <each>)``: each
+    alternative is a query of its own, where its EXISTS are semi-joins again (driven by its most
+    selective table), and the union is joined once.
+    """
+    if not query_parts:
+        return _NOTHING if row_q is None else row_q
+    if len(query_parts) == 1 and row_q is None:
+        return query_parts[0]
+    parts = query_parts if row_q is None else [row_q, *query_parts]
+    selects = [Client.objects.filter(part).values("pk") for part in parts]
+    union = selects[0].union(*selects[1:], all=True)
+    return Q(pk__in=union)
 
 
 def _rule(rule: dict[str, Any], ctx: Context) -> Q:
@@ -619,17 +683,25 @@ def _segment(rule: dict[str, Any], ctx: Context) -> Q:
     from segments.models import Segment, SegmentKind, SegmentMember
 
     parts = []
-    for segment in Segment.objects.filter(pk__in=rule["value"]).only("pk", "kind", "rules"):
+    segments = list(Segment.objects.filter(pk__in=rule["value"]).only("pk", "kind", "rules"))
+    # Several segments are alternatives: each compiled on its own, as a union (see _any_of);
+    # "none of" stays a NOT (..OR..) on the row, since NOT IN is no anti-join.
+    union = rule["operator"] == "any_of" and len(segments) > 1
+    for segment in segments:
         if segment.pk in ctx.stack:
             raise CompileError(f"segment {segment.pk} refers to itself")
         if segment.kind == SegmentKind.STATIC:
             parts.append(_exists(SegmentMember, segment_id=segment.pk))
         else:
             inner = replace(ctx, stack=(*ctx.stack, segment.pk))
+            if union:
+                inner.narrowed = False
             parts.append(compile_condition(segment.rules, inner))
-    q = _NOTHING
-    for part in parts:
-        q = part if q is _NOTHING else q | part
+    if union:
+        return _any_of(None, parts)
+    q = _or(parts)
+    if q is None:
+        q = _NOTHING
     return q if rule["operator"] == "any_of" else ~q
 
 

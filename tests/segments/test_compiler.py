@@ -569,3 +569,71 @@ def test_negations_are_pushed_down_to_the_rules(world: World) -> None:
     # NOT (gold OR SMS consent OR (30+ and in SPb)): anna is gold (and has consent); boris
     # withdrew his, lives in Moscow; gleb's age is unknown; vera is 25.
     assert matching(tree) == ["boris", "gleb", "vera"]
+
+
+def compiled_sql(tree: dict[str, Any]) -> str:
+    sql, _params = compile_rules(validate_rules(tree), now=NOW).values("pk").query.sql_with_params()
+    return sql.upper()
+
+
+def test_alternatives_with_subqueries_are_a_union_of_client_ids(world: World) -> None:
+    """An OR over EXISTS is run per client by PostgreSQL; the compiler makes each alternative a
+    query of its own (its EXISTS are joins again) and unions their ids. The row conditions of
+    the OR stay together, as one alternative."""
+    tree = {
+        "match": "all",
+        "rules": [
+            {
+                "match": "any",
+                "rules": [
+                    {
+                        "match": "all",
+                        "rules": [
+                            rule("bought_category", "any_of", [world.pets.pk]),
+                            rule("pets", "any_of", ["dog"]),
+                        ],
+                    },
+                    rule("has_children", "yes"),
+                    rule("city", "in", ["Казань"]),
+                    rule("age", "lt", 26),
+                ],
+            },
+            {"match": "any", "negate": True, "rules": [rule("tier", "in", [world.gold.pk])]},
+        ],
+    }
+    sql = compiled_sql(tree)
+    assert sql.count("UNION ALL") == 2  # (pets and dog), children, (Kazan or under 26)
+    # boris: a dog and own-label cat food (pets); anna has a child but is gold; vera is 25.
+    assert matching(tree) == ["boris", "vera"]
+
+
+def test_alternatives_on_the_client_row_stay_an_or(world: World) -> None:
+    tree = {"match": "any", "rules": [rule("city", "in", [SPB]), rule("age", "gt", 35)]}
+    assert "UNION" not in compiled_sql(tree)
+    assert matching(tree) == ["anna", "boris", "vera"]
+
+
+def test_a_lone_alternative_with_a_subquery_is_no_union(world: World) -> None:
+    tree = {"match": "any", "rules": [rule("has_children", "yes")]}
+    assert "UNION" not in compiled_sql(tree)
+    assert matching(tree) == ["anna"]
+
+
+def test_aggregates_inside_alternatives_are_not_narrowed_by_conditions_outside(
+    world: World,
+) -> None:
+    """Next to other conditions an aggregate is probed per client; in a union alternative
+    nothing outside narrows it, and both forms give the same clients."""
+    tree = {
+        "match": "all",
+        "rules": [
+            rule("city", "in", [SPB, "Москва"]),
+            {
+                "match": "any",
+                "rules": [rule("purchase_count", "gte", 2), rule("has_children", "yes")],
+            },
+        ],
+    }
+    assert "UNION ALL" in compiled_sql(tree)
+    # anna: two purchases and a child; boris: three purchases; vera: neither.
+    assert matching(tree) == ["anna", "boris"]
