@@ -58,6 +58,8 @@ class Context:
     alias: list[int] = field(default_factory=lambda: [0])
     # Inside an AND group with other (non-aggregate) conditions: few clients reach aggregates.
     narrowed: bool = False
+    # Alternatives may become a union of client ids (not under a NOT: NOT IN is no anti-join).
+    union: bool = True
 
     def start_of(self, day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, dt.time(0), tzinfo=self.tz)
@@ -100,8 +102,17 @@ def compile_rules(
     return base_queryset().filter(compile_condition(tree, ctx))
 
 
+# At most this many alternatives once ANDs are distributed over ORs (see _alternatives).
+MAX_ALTERNATIVES = 8
+
+
 def compile_condition(tree: dict[str, Any], ctx: Context) -> Q:
-    return _node(negation_normal_form(tree), ctx)
+    node = negation_normal_form(tree)
+    if ctx.union:
+        alternatives = _disjuncts(node, MAX_ALTERNATIVES)
+        if alternatives is not None and len(alternatives) > 1:
+            return _alternatives(alternatives, ctx)
+    return _node(node, ctx)
 
 
 # A negated rule with one of these operators is the same rule with the other operator: the
@@ -175,6 +186,43 @@ def _row_local(node: dict[str, Any]) -> bool:
     return all(_row_local(child) for child in node.get("rules", []))
 
 
+def _disjuncts(node: dict[str, Any], limit: int) -> list[list[dict[str, Any]]] | None:
+    """A tree in negation normal form as alternatives (OR) of conjunctions (AND) of atoms: the
+    rules, and groups that test the client row only, kept whole. None past ``limit``."""
+    if "field" in node or _row_local(node):
+        return [[node]]
+    out: list[list[dict[str, Any]]]
+    if node.get("match", "all") == "any":
+        out = []
+        for child in node["rules"]:
+            sub = _disjuncts(child, limit)
+            if sub is None:
+                return None
+            out.extend(sub)
+            if len(out) > limit:
+                return None
+        return out
+    out = [[]]
+    for child in node["rules"]:
+        sub = _disjuncts(child, limit)
+        if sub is None:
+            return None
+        out = [left + right for left in out for right in sub]
+        if len(out) > limit:
+            return None
+    return out
+
+
+def _alternatives(alternatives: list[list[dict[str, Any]]], ctx: Context) -> Q:
+    """``A AND (B OR C)`` as ``(A AND B) UNION (A AND C)``: each alternative is a plain AND,
+    which PostgreSQL plans as joins from the tables' own statistics (it has none for a union's
+    output, so conditions left outside a union would be probed once per id it returns)."""
+    local = [alt for alt in alternatives if all(_row_local(atom) for atom in alt)]
+    other = [alt for alt in alternatives if not all(_row_local(atom) for atom in alt)]
+    row_q = _or([_node({"match": "all", "rules": alt}, ctx) for alt in local])
+    return _any_of(row_q, [_branch({"match": "all", "rules": alt}, ctx) for alt in other])
+
+
 def _node(node: dict[str, Any], ctx: Context) -> Q:
     if "field" in node:
         q = _rule(node, ctx)
@@ -191,6 +239,11 @@ def _node(node: dict[str, Any], ctx: Context) -> Q:
             q = parts[0]
             for part in parts[1:]:
                 q &= part
+        elif not ctx.union:
+            parts = [_node(child, ctx) for child in children]
+            q = parts[0]
+            for part in parts[1:]:
+                q |= part
         else:
             local = [_node(child, ctx) for child in children if _row_local(child)]
             other = [_branch(child, ctx) for child in children if not _row_local(child)]
@@ -222,9 +275,11 @@ def _any_of(row_q: Q | None, query_parts: list[Q]) -> Q:
 
     Row conditions alone stay an OR on the client row. Once an alternative needs a subquery,
     ``EXISTS .. OR EXISTS ..`` is not a join for PostgreSQL: it runs every subquery once per
-    client that reaches it. So the alternatives become ``id IN (<each> UNION ALL <each>)``: each
+    client that reaches it. So the alternatives become ``id IN (<each> UNION <each>)``: each
     alternative is a query of its own, where its EXISTS are semi-joins again (driven by its most
-    selective table), and the union is joined once.
+    selective table), and the union is joined once. UNION, not UNION ALL: PostgreSQL then knows
+    the ids are distinct and estimates their number from the alternatives (after a UNION ALL it
+    assumes 200 distinct ids, and probes what follows once per id as if there were 200).
     """
     if not query_parts:
         return _NOTHING if row_q is None else row_q
@@ -232,7 +287,7 @@ def _any_of(row_q: Q | None, query_parts: list[Q]) -> Q:
         return query_parts[0]
     parts = query_parts if row_q is None else [row_q, *query_parts]
     selects = [Client.objects.filter(part).values("pk") for part in parts]
-    union = selects[0].union(*selects[1:], all=True)
+    union = selects[0].union(*selects[1:])
     return Q(pk__in=union)
 
 
@@ -697,6 +752,8 @@ def _segment(rule: dict[str, Any], ctx: Context) -> Q:
             inner = replace(ctx, stack=(*ctx.stack, segment.pk))
             if union:
                 inner.narrowed = False
+            if rule["operator"] != "any_of":
+                inner.union = False
             parts.append(compile_condition(segment.rules, inner))
     if union:
         return _any_of(None, parts)

@@ -577,9 +577,9 @@ def compiled_sql(tree: dict[str, Any]) -> str:
 
 
 def test_alternatives_with_subqueries_are_a_union_of_client_ids(world: World) -> None:
-    """An OR over EXISTS is run per client by PostgreSQL; the compiler makes each alternative a
-    query of its own (its EXISTS are joins again) and unions their ids. The row conditions of
-    the OR stay together, as one alternative."""
+    """An OR over EXISTS is run per client by PostgreSQL; the compiler distributes the AND over
+    the OR and makes each alternative a query of its own (its EXISTS are joins again), then
+    unions their ids."""
     tree = {
         "match": "all",
         "rules": [
@@ -602,7 +602,9 @@ def test_alternatives_with_subqueries_are_a_union_of_client_ids(world: World) ->
         ],
     }
     sql = compiled_sql(tree)
-    assert sql.count("UNION ALL") == 2  # (pets and dog), children, (Kazan or under 26)
+    # (pets and dog), children, Kazan, under 26: each alternative with "not gold"
+    assert sql.count("UNION") == 3
+    assert sql.count('FROM "LOYALTY_LOYALTYACCOUNT"') == 4
     # boris: a dog and own-label cat food (pets); anna has a child but is gold; vera is 25.
     assert matching(tree) == ["boris", "vera"]
 
@@ -634,6 +636,46 @@ def test_aggregates_inside_alternatives_are_not_narrowed_by_conditions_outside(
             },
         ],
     }
-    assert "UNION ALL" in compiled_sql(tree)
+    assert "UNION" in compiled_sql(tree)
     # anna: two purchases and a child; boris: three purchases; vera: neither.
     assert matching(tree) == ["anna", "boris"]
+
+
+def test_alternatives_only_on_the_client_row_are_one_alternative(world: World) -> None:
+    tree = {
+        "match": "any",
+        "rules": [
+            rule("city", "in", ["Казань"]),
+            rule("age", "lt", 26),
+            rule("has_children", "yes"),
+        ],
+    }
+    assert compiled_sql(tree).count("UNION") == 1  # (Kazan or under 26), children
+    assert matching(tree) == ["anna", "vera"]
+
+
+def test_too_many_alternatives_stay_nested(world: World) -> None:
+    """Distributing ANDs over ORs multiplies alternatives; past the limit each OR is a union
+    of its own, inside the AND."""
+    pair = {
+        "match": "any",
+        "rules": [rule("has_children", "yes"), rule("pets", "any_of", ["dog"])],
+    }
+    tree = {"match": "all", "rules": [pair, pair, pair, pair]}  # 16 alternatives
+    assert compiled_sql(tree).count("UNION") == 4
+    assert matching(tree) == ["anna", "boris"]
+
+
+def test_a_segment_excluded_by_none_of_is_never_a_union(world: World) -> None:
+    """NOT IN (union) is no anti-join: a segment under "none of" keeps its ORs on the row."""
+    either = Segment.objects.create(
+        name="Children or a dog",
+        rules={
+            "match": "any",
+            "rules": [rule("has_children", "yes"), rule("pets", "any_of", ["dog"])],
+        },
+    )
+    assert "UNION" in compiled_sql(only(rule("segment", "any_of", [either.pk])))
+    excluded = only(rule("segment", "none_of", [either.pk]))
+    assert "UNION" not in compiled_sql(excluded)
+    assert matching(excluded) == ["gleb", "vera"]
