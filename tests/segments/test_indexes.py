@@ -21,3 +21,19 @@ def test_active_clients_have_a_partial_id_index(postgres: None) -> None:
             "WHERE (NOT is_anonymized)",
         )
     ]
+
+
+def test_loyalty_accounts_have_a_client_index_covering_the_tier(postgres: None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'loyalty_loyaltyaccount' "
+            "AND indexname = %s",
+            ["seg_account_client_tier_idx"],
+        )
+        rows = cursor.fetchall()
+    assert rows == [
+        (
+            "CREATE INDEX seg_account_client_tier_idx ON public.loyalty_loyaltyaccount "
+            "USING btree (client_id) INCLUDE (tier_id)",
+        )
+    ]
