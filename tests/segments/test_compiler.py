@@ -684,24 +684,30 @@ def test_a_segment_excluded_by_none_of_is_never_a_union(world: World) -> None:
 def test_long_purchase_windows_next_to_row_conditions_are_probed_per_client(
     world: World,
 ) -> None:
-    """Next to conditions on the client row, "bought ... in a long window" is a per-client
+    """Next to two conditions on the client row, "bought ... in a long window" is a per-client
     probe (EXISTS .. OFFSET 0, which PostgreSQL does not turn into a join); alone, or over a
     short window, it stays a join. The clients are the same either way."""
     long_pets = rule("bought_category", "any_of", [world.pets.pk], period={"last_days": 180})
     short_pets = rule("bought_category", "any_of", [world.pets.pk], period={"last_days": 14})
     no_own_label = rule("bought_private_label", "no", period={"last_days": 365})
     in_cities = rule("city", "in", [SPB, "Москва"])
+    adults = rule("age", "gte", 18)
 
-    probed = {"match": "all", "rules": [in_cities, long_pets, no_own_label]}
+    probed = {"match": "all", "rules": [in_cities, adults, long_pets, no_own_label]}
     assert compiled_sql(probed).count("OFFSET 0") == 2
     # anna: Whiskas 10 days ago; boris bought own-label cat food (pets) in the year.
     assert matching(probed) == ["anna"]
     assert matching({"match": "all", "rules": [long_pets, no_own_label]}) == ["anna"]
 
+    # One condition on the row is too weak a filter to probe behind.
+    one_row_rule = {"match": "all", "rules": [in_cities, long_pets, no_own_label]}
+    assert "OFFSET" not in compiled_sql(one_row_rule)
+    assert matching(one_row_rule) == ["anna"]
+
     assert "OFFSET" not in compiled_sql(only(long_pets))
     assert "OFFSET" not in compiled_sql(
         {"match": "all", "rules": [long_pets, rule("consent", "yes", channel="sms")]}
     )
-    short = {"match": "all", "rules": [in_cities, short_pets]}
+    short = {"match": "all", "rules": [in_cities, adults, short_pets]}
     assert "OFFSET" not in compiled_sql(short)
     assert matching(short) == ["anna", "boris"]  # Whiskas 10 days ago; a dog toy yesterday
