@@ -290,21 +290,23 @@ def cases(now: dt.datetime) -> list[Case]:
                     },
                 ],
             },
+            # The alternatives as a union of client ids: EXISTS .. OR EXISTS .. would be
+            # evaluated once per client instead of joined.
             """SELECT c.id FROM crm_client c
                WHERE NOT c.is_anonymized
-                 AND ((EXISTS (SELECT 1 FROM crm_purchaseitem i
-                               JOIN crm_product p ON p.id = i.product_id
-                               JOIN crm_category k ON k.id = p.category_id
-                               WHERE i.client_id = c.id AND i.purchased_at >= %(d60)s
-                                 AND k.path LIKE %(dog_path)s)
-                       AND EXISTS (SELECT 1 FROM crm_pet t WHERE t.client_id = c.id
-                                   AND t.kind = 'dog'))
-                   OR (EXISTS (SELECT 1 FROM crm_purchaseitem i
-                               JOIN crm_product p ON p.id = i.product_id
-                               JOIN crm_category k ON k.id = p.category_id
-                               WHERE i.client_id = c.id AND i.purchased_at >= %(d30)s
-                                 AND k.path LIKE %(diapers_path)s)
-                       AND EXISTS (SELECT 1 FROM crm_child h WHERE h.client_id = c.id)))
+                 AND c.id IN (
+                   SELECT i.client_id FROM crm_purchaseitem i
+                   JOIN crm_product p ON p.id = i.product_id
+                   JOIN crm_category k ON k.id = p.category_id
+                   WHERE i.purchased_at >= %(d60)s AND k.path LIKE %(dog_path)s
+                     AND EXISTS (SELECT 1 FROM crm_pet t WHERE t.client_id = i.client_id
+                                 AND t.kind = 'dog')
+                   UNION
+                   SELECT i.client_id FROM crm_purchaseitem i
+                   JOIN crm_product p ON p.id = i.product_id
+                   JOIN crm_category k ON k.id = p.category_id
+                   WHERE i.purchased_at >= %(d30)s AND k.path LIKE %(diapers_path)s
+                     AND EXISTS (SELECT 1 FROM crm_child h WHERE h.client_id = i.client_id))
                  AND NOT EXISTS (SELECT 1 FROM loyalty_loyaltyaccount a
                                  WHERE a.client_id = c.id AND a.tier_id = %(gold)s)
                  AND EXISTS (SELECT 1 FROM crm_consent k WHERE k.client_id = c.id

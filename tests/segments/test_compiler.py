@@ -569,3 +569,145 @@ def test_negations_are_pushed_down_to_the_rules(world: World) -> None:
     # NOT (gold OR SMS consent OR (30+ and in SPb)): anna is gold (and has consent); boris
     # withdrew his, lives in Moscow; gleb's age is unknown; vera is 25.
     assert matching(tree) == ["boris", "gleb", "vera"]
+
+
+def compiled_sql(tree: dict[str, Any]) -> str:
+    sql, _params = compile_rules(validate_rules(tree), now=NOW).values("pk").query.sql_with_params()
+    return sql.upper()
+
+
+def test_alternatives_with_subqueries_are_a_union_of_client_ids(world: World) -> None:
+    """An OR over EXISTS is run per client by PostgreSQL; the compiler distributes the AND over
+    the OR and makes each alternative a query of its own (its EXISTS are joins again), then
+    unions their ids."""
+    tree = {
+        "match": "all",
+        "rules": [
+            {
+                "match": "any",
+                "rules": [
+                    {
+                        "match": "all",
+                        "rules": [
+                            rule("bought_category", "any_of", [world.pets.pk]),
+                            rule("pets", "any_of", ["dog"]),
+                        ],
+                    },
+                    rule("has_children", "yes"),
+                    rule("city", "in", ["Казань"]),
+                    rule("age", "lt", 26),
+                ],
+            },
+            {"match": "any", "negate": True, "rules": [rule("tier", "in", [world.gold.pk])]},
+        ],
+    }
+    sql = compiled_sql(tree)
+    # (pets and dog), children, Kazan, under 26: each alternative with "not gold"
+    assert sql.count("UNION") == 3
+    assert sql.count('FROM "LOYALTY_LOYALTYACCOUNT"') == 4
+    # boris: a dog and own-label cat food (pets); anna has a child but is gold; vera is 25.
+    assert matching(tree) == ["boris", "vera"]
+
+
+def test_alternatives_on_the_client_row_stay_an_or(world: World) -> None:
+    tree = {"match": "any", "rules": [rule("city", "in", [SPB]), rule("age", "gt", 35)]}
+    assert "UNION" not in compiled_sql(tree)
+    assert matching(tree) == ["anna", "boris", "vera"]
+
+
+def test_a_lone_alternative_with_a_subquery_is_no_union(world: World) -> None:
+    tree = {"match": "any", "rules": [rule("has_children", "yes")]}
+    assert "UNION" not in compiled_sql(tree)
+    assert matching(tree) == ["anna"]
+
+
+def test_aggregates_inside_alternatives_are_not_narrowed_by_conditions_outside(
+    world: World,
+) -> None:
+    """Next to other conditions an aggregate is probed per client; in a union alternative
+    nothing outside narrows it, and both forms give the same clients."""
+    tree = {
+        "match": "all",
+        "rules": [
+            rule("city", "in", [SPB, "Москва"]),
+            {
+                "match": "any",
+                "rules": [rule("purchase_count", "gte", 2), rule("has_children", "yes")],
+            },
+        ],
+    }
+    assert "UNION" in compiled_sql(tree)
+    # anna: two purchases and a child; boris: three purchases; vera: neither.
+    assert matching(tree) == ["anna", "boris"]
+
+
+def test_alternatives_only_on_the_client_row_are_one_alternative(world: World) -> None:
+    tree = {
+        "match": "any",
+        "rules": [
+            rule("city", "in", ["Казань"]),
+            rule("age", "lt", 26),
+            rule("has_children", "yes"),
+        ],
+    }
+    assert compiled_sql(tree).count("UNION") == 1  # (Kazan or under 26), children
+    assert matching(tree) == ["anna", "vera"]
+
+
+def test_too_many_alternatives_stay_nested(world: World) -> None:
+    """Distributing ANDs over ORs multiplies alternatives; past the limit each OR is a union
+    of its own, inside the AND."""
+    pair = {
+        "match": "any",
+        "rules": [rule("has_children", "yes"), rule("pets", "any_of", ["dog"])],
+    }
+    tree = {"match": "all", "rules": [pair, pair, pair, pair]}  # 16 alternatives
+    assert compiled_sql(tree).count("UNION") == 4
+    assert matching(tree) == ["anna", "boris"]
+
+
+def test_a_segment_excluded_by_none_of_is_never_a_union(world: World) -> None:
+    """NOT IN (union) is no anti-join: a segment under "none of" keeps its ORs on the row."""
+    either = Segment.objects.create(
+        name="Children or a dog",
+        rules={
+            "match": "any",
+            "rules": [rule("has_children", "yes"), rule("pets", "any_of", ["dog"])],
+        },
+    )
+    assert "UNION" in compiled_sql(only(rule("segment", "any_of", [either.pk])))
+    excluded = only(rule("segment", "none_of", [either.pk]))
+    assert "UNION" not in compiled_sql(excluded)
+    assert matching(excluded) == ["gleb", "vera"]
+
+
+def test_long_purchase_windows_next_to_row_conditions_are_probed_per_client(
+    world: World,
+) -> None:
+    """Next to two conditions on the client row, "bought ... in a long window" is a per-client
+    probe (EXISTS .. OFFSET 0, which PostgreSQL does not turn into a join); alone, or over a
+    short window, it stays a join. The clients are the same either way."""
+    long_pets = rule("bought_category", "any_of", [world.pets.pk], period={"last_days": 180})
+    short_pets = rule("bought_category", "any_of", [world.pets.pk], period={"last_days": 14})
+    no_own_label = rule("bought_private_label", "no", period={"last_days": 365})
+    in_cities = rule("city", "in", [SPB, "Москва"])
+    adults = rule("age", "gte", 18)
+
+    probed = {"match": "all", "rules": [in_cities, adults, long_pets, no_own_label]}
+    assert compiled_sql(probed).count("OFFSET 0") == 2
+    # anna: Whiskas 10 days ago; boris bought own-label cat food (pets) in the year.
+    assert matching(probed) == ["anna"]
+    assert matching({"match": "all", "rules": [long_pets, no_own_label]}) == ["anna"]
+
+    # One condition on the row is too weak a filter to probe behind.
+    one_row_rule = {"match": "all", "rules": [in_cities, long_pets, no_own_label]}
+    assert "OFFSET" not in compiled_sql(one_row_rule)
+    assert matching(one_row_rule) == ["anna"]
+
+    assert "OFFSET" not in compiled_sql(only(long_pets))
+    assert "OFFSET" not in compiled_sql(
+        {"match": "all", "rules": [long_pets, rule("consent", "yes", channel="sms")]}
+    )
+    short = {"match": "all", "rules": [in_cities, adults, short_pets]}
+    assert "OFFSET" not in compiled_sql(short)
+    assert matching(short) == ["anna", "boris"]  # Whiskas 10 days ago; a dog toy yesterday

@@ -63,6 +63,37 @@ def test_refresh_writes_members_and_history_and_follows_changes(
     assert [(h.size, h.added, h.removed) for h in history] == [(2, 2, 0), (2, 1, 1)]
 
 
+def test_refresh_of_alternatives_over_subqueries_writes_the_union(
+    world: World, django_assert_max_num_queries: Any
+) -> None:
+    """ORs over subqueries compile to ``id IN (.. UNION ..)``; the snapshot's DELETE and
+    INSERT .. SELECT take that query as they take any other."""
+    rules = {
+        "match": "all",
+        "rules": [
+            {
+                "match": "any",
+                "rules": [
+                    {"field": "has_children", "operator": "yes"},
+                    {"field": "pets", "operator": "any_of", "value": ["dog"]},
+                ],
+            },
+            {"field": "city", "operator": "in", "value": ["Санкт-Петербург", "Москва"]},
+        ],
+    }
+    segment = segment_save(segment=Segment(name="Children or a dog"), rules=rules)
+
+    with django_assert_max_num_queries(10):
+        first = segment_refresh_membership(segment=segment, now=NOW)
+
+    assert (first.size, first.added, first.removed) == (2, 2, 0)
+    assert members(segment) == ["anna", "boris"]  # a child in SPb; a dog in Moscow
+    Client.objects.filter(pk=world.boris.pk).update(city="")
+    second = segment_refresh_membership(segment=segment, now=ago(minutes=-5))
+    assert (second.size, second.added, second.removed) == (1, 0, 1)
+    assert members(segment) == ["anna"]
+
+
 def test_refresh_is_idempotent_and_bounded_in_queries(
     world: World, django_assert_max_num_queries: Any
 ) -> None:
