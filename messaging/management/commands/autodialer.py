@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from messaging.services.calls import autodial_run
+
+
+def _stop(signum: int, frame: Any) -> None:
+    sys.exit(128 + signum)
 
 
 class Command(BaseCommand):
@@ -28,6 +34,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # SIGTERM (make run's Ctrl-C, a process manager) unwinds like Ctrl-C does, so the dialer
+        # hangs up, lets running calls finish and stops its baresip agents, which run in
+        # sessions of their own and would otherwise outlive it.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop)
         while True:
             result = autodial_run(
                 max_calls=options["max_calls"],

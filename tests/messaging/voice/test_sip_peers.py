@@ -8,10 +8,20 @@ no answer schedule another attempt.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from crm.models import Channel, Consent, ConsentPurpose
@@ -208,3 +218,75 @@ def test_the_demo_network_answers_by_the_numbers_last_digit(
     }
     assert CallbackRequest.objects.get().client_id == calls["1"].client_id
     assert NumberBlock.objects.get().phone == calls["2"].client.phone
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_autodialer_stops_its_baresip_lines_on_sigterm(
+    postgres: None, sip_peers: None, tmp_path: Path
+) -> None:
+    """`make run` stops the autodialer with SIGTERM: its baresip agents (sessions of their own)
+    must go with it, not outlive it."""
+    db = connection.settings_dict
+    work_dir = tmp_path / "voice"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "crm.settings",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "VOICE_BACKEND": "messaging.backends.sip.SipBackend",
+        "VOICE_BACKEND_OPTIONS": json.dumps(
+            {
+                "uri_template": "sip:{digits}@127.0.0.1:9",
+                "lines": 2,
+                "base_port": random.randrange(30000, 60000, 400),
+                "work_dir": str(work_dir),
+                "prompt_dir": str(tmp_path / "prompts"),
+            }
+        ),
+    }
+    dialer = subprocess.Popen(
+        [sys.executable, "manage.py", "autodialer"],
+        env=env,
+        cwd=settings.BASE_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_baresips(work_dir)) < 2:
+            time.sleep(0.2)
+        agents = _baresips(work_dir)
+        assert len(agents) == 2
+
+        dialer.send_signal(signal.SIGTERM)
+
+        dialer.wait(30)  # it exits by its own hand, after stopping its lines
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _baresips(work_dir):
+            time.sleep(0.2)
+        assert _baresips(work_dir) == []
+    finally:
+        if dialer.poll() is None:
+            dialer.kill()
+        for pid in _baresips(work_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _baresips(work_dir: Path) -> list[int]:
+    """Running baresip processes whose configuration lies under ``work_dir``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            cmdline
+            and cmdline[0].endswith(b"baresip")
+            and str(work_dir).encode() in b" ".join(cmdline)
+        ):
+            found.append(int(proc.name))
+    return found
