@@ -244,9 +244,9 @@ class SipDialer:
                     address=b.address,
                 )
                 agent = Baresip(config)
-                agent.start()
                 self.agents.append(agent)
-        except Exception:
+                agent.start()
+        except BaseException:  # an exit or Ctrl-C while starting too: no agent may outlive us
             self._stop_agents()
             raise
         for line, agent in enumerate(self.agents):

@@ -12,6 +12,10 @@ from messaging.services.calls import autodial_run
 
 
 def _stop(signum: int, frame: Any) -> None:
+    # Once: make run's Ctrl-C brings SIGINT and then SIGTERM, and a second exit raised inside the
+    # clean-up would cut it short and leave the agents running.
+    for other in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)
     sys.exit(128 + signum)
 
 

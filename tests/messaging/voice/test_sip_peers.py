@@ -224,8 +224,8 @@ def test_the_demo_network_answers_by_the_numbers_last_digit(
 def test_the_autodialer_stops_its_baresip_lines_on_sigterm(
     postgres: None, sip_peers: None, tmp_path: Path
 ) -> None:
-    """`make run` stops the autodialer with SIGTERM: its baresip agents (sessions of their own)
-    must go with it, not outlive it."""
+    """Ctrl-C of `make run` stops the autodialer (SIGINT, then SIGTERM): its baresip agents
+    (sessions of their own) must go with it, not outlive it."""
     db = connection.settings_dict
     work_dir = tmp_path / "voice"
     env = {
@@ -245,20 +245,27 @@ def test_the_autodialer_stops_its_baresip_lines_on_sigterm(
             }
         ),
     }
-    dialer = subprocess.Popen(
-        [sys.executable, "manage.py", "autodialer"],
-        env=env,
-        cwd=settings.BASE_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "autodialer.log"
+    with log.open("wb") as output:
+        dialer = subprocess.Popen(
+            [sys.executable, "manage.py", "autodialer"],
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(_baresips(work_dir)) < 2:
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline and dialer.poll() is None and len(_baresips(work_dir)) < 2
+        ):
             time.sleep(0.2)
-        agents = _baresips(work_dir)
-        assert len(agents) == 2
+        assert len(_baresips(work_dir)) == 2, log.read_text(errors="replace")[-2000:]
+        time.sleep(1)  # the lines are up: the dialer waits for calls
 
+        # make run's Ctrl-C: SIGINT from the terminal, then SIGTERM from make's trap.
+        dialer.send_signal(signal.SIGINT)
+        time.sleep(0.05)
         dialer.send_signal(signal.SIGTERM)
 
         dialer.wait(30)  # it exits by its own hand, after stopping its lines
