@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from messaging.models import (
 from messaging.peers.sip import SippPeer
 from messaging.services.calls import autodial_run
 from tests.factories import ClientFactory
-from tests.messaging.voice.conftest import grant_calls
+from tests.messaging.voice.conftest import dialer_base_port, grant_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -239,7 +238,7 @@ def test_the_autodialer_stops_its_baresip_lines_on_sigterm(
             {
                 "uri_template": "sip:{digits}@127.0.0.1:9",
                 "lines": 2,
-                "base_port": random.randrange(30000, 60000, 400),
+                "base_port": dialer_base_port(),
                 "work_dir": str(work_dir),
                 "prompt_dir": str(tmp_path / "prompts"),
             }
