@@ -17,7 +17,7 @@ from django.utils import timezone
 from crm.models import Channel, Client, ConsentAction, ConsentPurpose, ConsentSource
 from crm.services import ConsentChange, consent_record_many
 from messaging.backends import locmem
-from messaging.models import Campaign
+from messaging.models import Campaign, ChannelRule, ContactPolicy
 from segments.models import SegmentKind
 from segments.services import segment_add_clients
 from tests.factories import (
@@ -78,6 +78,20 @@ def withdraw(client: Client, channel: str, at: dt.datetime | None = None) -> Non
             )
         ]
     )
+
+
+def calls_all_day_policy() -> ContactPolicy:
+    """An active policy allowing calls around the clock, so call tests pass whatever the hour."""
+    policy = ContactPolicy.objects.create(name="calls all day", is_active=True)
+    ChannelRule.objects.create(
+        policy=policy,
+        channel=Channel.CALL,
+        weekday_start=dt.time(0, 0),
+        weekday_end=dt.time.max,
+        weekend_start=dt.time(0, 0),
+        weekend_end=dt.time.max,
+    )
+    return policy
 
 
 class World(dict):

@@ -41,7 +41,7 @@ from messaging.models import (
 from messaging.services.campaigns import campaign_run_plan, campaign_run_start
 from messaging.services.dispatch import dispatch_due
 from tests.concurrency import run_together
-from tests.messaging.conftest import NOW, make_world, withdraw
+from tests.messaging.conftest import NOW, calls_all_day_policy, make_world, withdraw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,15 +149,7 @@ def test_two_dispatchers_never_both_take_a_numbers_last_call(postgres: None, set
     # (two campaigns), each claimed by its own dispatcher
     settings.VOICE_BACKEND = f"{__name__}.SlowVoiceBackend"
     settings.VOICE_DAILY_CAP = 1
-    policy = ContactPolicy.objects.create(name="calls all day", is_active=True)
-    ChannelRule.objects.create(
-        policy=policy,
-        channel=Channel.CALL,
-        weekday_start=dt.time(0, 0),
-        weekday_end=dt.time.max,
-        weekend_start=dt.time(0, 0),
-        weekend_end=dt.time.max,
-    )
+    calls_all_day_policy()
     client = make_world(1, channels=(Channel.CALL,)).clients[0]
     # Real time: a dispatcher settles claims whose lease ran out by the clock, so a claim made
     # "at" NOW would look stale to the other one at once.

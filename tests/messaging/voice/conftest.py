@@ -18,10 +18,11 @@ from django.utils import timezone
 
 from crm.models import Channel, Client, ConsentAction, ConsentPurpose, ConsentSource
 from crm.services import ConsentChange, consent_record_many
-from messaging.models import ChannelRule, ContactPolicy, Message, MessageStatus
+from messaging.models import ContactPolicy, Message, MessageStatus
 from messaging.peers.sip import SippPeer, baresip_available, sipp_available
 from tests.conftest import require_service
 from tests.factories import ClientFactory, OfferFactory
+from tests.messaging.conftest import calls_all_day_policy
 
 SCRIPT = (
     "Здравствуйте, {name}! Для вас скидка двадцать процентов на корм. "
@@ -74,16 +75,7 @@ def grant_calls(clients: list[Client]) -> None:
 @pytest.fixture
 def open_call_window(db: None) -> ContactPolicy:
     """Calls allowed around the clock, so real-peer tests pass whatever the hour in CI."""
-    policy = ContactPolicy.objects.create(name="always open", is_active=True)
-    ChannelRule.objects.create(
-        policy=policy,
-        channel=Channel.CALL,
-        weekday_start=dt.time(0, 0),
-        weekday_end=dt.time.max,
-        weekend_start=dt.time(0, 0),
-        weekend_end=dt.time.max,
-    )
-    return policy
+    return calls_all_day_policy()
 
 
 @pytest.fixture
