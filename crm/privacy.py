@@ -121,8 +121,8 @@ class Section:
     export: Callable[[Sequence[int]], Rows]
     anonymize: Callable[[Sequence[int]], None] | None = None
     single: bool = False
-    # The tables this section exports and anonymizes: every model that refers to a client, directly
-    # or through one of its rows, must be covered by a section (a test walks the relations).
+    # The tables this section exports: every model that refers to a client, directly or through
+    # one of its rows, must be exported by a section (a test walks the relations).
     models: tuple[type[Model], ...] = ()
 
 

@@ -47,14 +47,16 @@ def audit_write(
     actor_label: str = "",
     changes: dict[str, Any] | None = None,
 ) -> AuditLog:
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user, label = _audit_actor(actor, actor_label)
     return AuditLog.objects.create(
-        action=action,
-        client_id=client_id,
-        actor=user,
-        actor_label=actor_label or (user.get_username() if user else ""),
-        changes=changes or {},
+        action=action, client_id=client_id, actor=user, actor_label=label, changes=changes or {}
     )
+
+
+def _audit_actor(actor: Any, actor_label: str) -> tuple[Any, str]:
+    """The signed-in user behind an action (or None) and the label the log shows for it."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    return user, actor_label or (user.get_username() if user else "")
 
 
 def audit_write_many(
@@ -66,8 +68,7 @@ def audit_write_many(
 ) -> int:
     """One audit entry per (client id, changes), set-based: COPY on PostgreSQL, batched INSERT
     elsewhere. Returns how many were written."""
-    user = actor if getattr(actor, "is_authenticated", False) else None
-    label = actor_label or (user.get_username() if user else "")
+    user, label = _audit_actor(actor, actor_label)
     rows = list(entries)
     if not rows:
         return 0

@@ -217,13 +217,7 @@ def anonymize_messaging(client_ids: Sequence[int]) -> None:
 
 # One anonymizer for every messaging table: the events are found through numbers it blanks.
 register(
-    Section(
-        "messages",
-        _("messages"),
-        export_messages,
-        anonymize=anonymize_messaging,
-        models=(Message, InboundSms, Call, CallbackRequest, LinkClick, GatewayEvent),
-    )
+    Section("messages", _("messages"), export_messages, anonymize_messaging, models=(Message,))
 )
 register(Section("link_clicks", _("link clicks"), export_link_clicks, models=(LinkClick,)))
 register(Section("inbound_sms", _("inbound SMS"), export_inbound_sms, models=(InboundSms,)))

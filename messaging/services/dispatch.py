@@ -295,14 +295,7 @@ def _recheck(
     ):
         # Dispatch ran late (or the policy changed): wait for the next opening, or drop.
         opening = next_send_time(policy, channel=message.channel, time_zone=time_zone, earliest=now)
-        if opening is None or (message.expires_at is not None and opening >= message.expires_at):
-            message.status = MessageStatus.EXPIRED
-            message.status_reason = "offer expires before the next allowed time"
-            return "expired"
-        message.status = MessageStatus.PLANNED
-        message.scheduled_for = opening
-        message.status_reason = "deferred: quiet hours"
-        return "deferred"
+        return _defer(message, opening, expired="the next allowed time", deferred="quiet hours")
     if message.channel == Channel.CALL:
         return _recheck_caps(message, policy, now, dials)
     return ""
@@ -326,13 +319,24 @@ def _recheck_caps(
             earliest=allowed,
             target=TimeTarget.ASAP,
         )
-    if allowed is None or (message.expires_at is not None and allowed >= message.expires_at):
+    return _defer(
+        message,
+        allowed,
+        expired="the number's call caps allow a call",
+        deferred="the number's daily or weekly call cap",
+    )
+
+
+def _defer(message: Message, until: dt.datetime | None, *, expired: str, deferred: str) -> str:
+    """Put a message back in the plan for ``until``, or drop it when its offer ends first (or
+    no time fits at all)."""
+    if until is None or (message.expires_at is not None and until >= message.expires_at):
         message.status = MessageStatus.EXPIRED
-        message.status_reason = "offer expires before the number's call caps allow a call"
+        message.status_reason = f"offer expires before {expired}"
         return "expired"
     message.status = MessageStatus.PLANNED
-    message.scheduled_for = allowed
-    message.status_reason = "deferred: the number's daily or weekly call cap"
+    message.scheduled_for = until
+    message.status_reason = f"deferred: {deferred}"
     return "deferred"
 
 
