@@ -32,20 +32,22 @@ def gateway_events_sweep_task(budget_seconds: float = 200.0) -> int:
 )
 def gateway_events_apply_pending_task() -> int:
     """Apply everything webhooks stored since the last run (one batch for many callbacks)."""
-    # Cleared before reading, so a report stored while this runs schedules the next run.
-    cache.delete(APPLY_PENDING_KEY)
     return gateway_events_sweep(budget_seconds=50.0).applied
 
 
-def gateway_events_apply_soon(*, delay: float = 0.5) -> None:
+def gateway_events_apply_soon(*, delay: int = 1) -> None:
     """After commit, schedule one apply task for all reports arriving in the next ``delay`` s.
 
     A webhook answers after one INSERT; thousands of callbacks a second become a few set-based
-    batches instead of thousands of tasks.
+    batches instead of thousands of tasks. The mark expires by itself when the task is due, so
+    it works with a cache of each web process's own (the default): the task, in a worker
+    process, could not clear it there. A report stored while the mark is set was committed
+    before the task runs, which then applies it; the first one after the mark expired schedules
+    the next task. Whole seconds: Redis keeps no shorter expiry.
     """
 
     def schedule() -> None:
-        if cache.add(APPLY_PENDING_KEY, 1, timeout=60):
+        if cache.add(APPLY_PENDING_KEY, 1, timeout=delay):
             gateway_events_apply_pending_task.apply_async(countdown=delay)
 
     transaction.on_commit(schedule)

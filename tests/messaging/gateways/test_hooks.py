@@ -136,3 +136,27 @@ def test_kannel_mo_hook_utf8_and_ucs2(client: Any) -> None:
     texts = set(InboundSmsRow.objects.values_list("text", flat=True))
     assert texts == {"Стоп", "Когда откроетесь?"}
     assert not Consent.objects.get(client_id=message.client_id, channel=Channel.SMS).is_granted
+
+
+@pytest.mark.django_db(transaction=True)  # scheduled after commit: outside a test transaction
+def test_apply_soon_needs_no_cache_shared_with_the_worker(monkeypatch: Any) -> None:
+    """One apply task per window per web process, and the next one after it, although the task
+    (in a worker process with a cache of its own) never clears this process's mark."""
+    import time
+
+    from messaging.tasks import gateways
+
+    scheduled: list[float] = []
+    monkeypatch.setattr(
+        gateways.gateway_events_apply_pending_task,
+        "apply_async",
+        lambda countdown: scheduled.append(countdown),
+    )
+    cache.delete(APPLY_PENDING_KEY)
+    for _ in range(5):  # a burst of callbacks in one window
+        gateways.gateway_events_apply_soon(delay=1)
+    assert scheduled == [1]
+    # The task runs after the mark expired: a report stored by then schedules the next run
+    time.sleep(1.05)
+    gateways.gateway_events_apply_soon(delay=1)
+    assert scheduled == [1, 1]
