@@ -12,7 +12,9 @@ periodic sweep catches the rest), so a fast gateway never races the outbox.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -21,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -111,33 +114,60 @@ def _event_row(event: GatewayEventData, now: datetime) -> dict[str, Any]:
     }
 
 
+_RECORD_COLUMNS = (
+    "provider",
+    "kind",
+    "external_id",
+    "sequence",
+    "occurred_at",
+    "received_at",
+    "message_id",
+    "payload",
+)
+
+
+def _json_value(value: Any) -> Any:
+    """What ``json.dumps`` cannot write itself: full-precision timestamps, then Django's rules."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return DjangoJSONEncoder().default(value)
+
+
+@functools.cache
+def _pg_record_sql() -> str:
+    """``INSERT .. SELECT FROM jsonb_to_recordset(rows) .. ON CONFLICT DO NOTHING RETURNING``.
+
+    The rows go as one JSON document: Python's C encoder writes it, where per-column arrays
+    cost the driver a Python call per value, and a webhook stores a few events at a time,
+    hundreds of times a second. The Message ids are checked by the same statement (a join):
+    a report may name a Message that is gone, or never was ours, and is kept unattached."""
+    meta = GatewayEvent._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field("message" if c == "message_id" else c) for c in _RECORD_COLUMNS]
+    columns = ", ".join(quote(f.column) for f in fields)
+    types = ", ".join(
+        f"{c} {f.db_type(connection)}" for c, f in zip(_RECORD_COLUMNS, fields, strict=True)
+    )
+    picked = ", ".join("m.id" if c == "message_id" else f"v.{c}" for c in _RECORD_COLUMNS)
+    key = ", ".join(quote(c) for c in ("provider", "kind", "external_id", "sequence"))
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {picked} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v({types}) "
+        f"LEFT JOIN {quote(Message._meta.db_table)} AS m ON m.id = v.message_id "
+        f"ON CONFLICT ({key}) DO NOTHING RETURNING id, {key}"
+    )
+
+
 def gateway_events_record(*, events: Sequence[GatewayEventData]) -> list[RecordedEvent]:
     """Store events under their unique key; return only those that were new (replays are not).
 
-    On PostgreSQL one ``INSERT .. SELECT FROM unnest(arrays) .. ON CONFLICT DO NOTHING
+    On PostgreSQL one ``INSERT .. SELECT FROM jsonb_to_recordset(rows) .. ON CONFLICT DO NOTHING
     RETURNING`` per 5,000 events; on SQLite a query for the Message ids, then one
     ``INSERT .. VALUES`` per 500.
     """
     if not events:
         return []
     now = timezone.now()
-    meta = GatewayEvent._meta
-    columns = [
-        "provider",
-        "kind",
-        "external_id",
-        "sequence",
-        "occurred_at",
-        "received_at",
-        "message_id",
-        "payload",
-    ]
-    fields: list[Any] = [meta.get_field("message" if c == "message_id" else c) for c in columns]
-    quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(meta.db_table)
-    conflict = ", ".join(
-        connection.ops.quote_name(c) for c in ("provider", "kind", "external_id", "sequence")
-    )
     recorded: list[RecordedEvent] = []
     # Two events of one batch with the same key (a receipt read twice) would make PostgreSQL
     # refuse the statement ("cannot affect row a second time"): keep the first.
@@ -146,29 +176,24 @@ def gateway_events_record(*, events: Sequence[GatewayEventData]) -> list[Recorde
         row = _event_row(event, now)
         rows.setdefault((row["provider"], row["kind"], row["external_id"], row["sequence"]), row)
     unique_rows = list(rows.values())
-    returning = f"ON CONFLICT ({conflict}) DO NOTHING RETURNING id, {conflict}"
-    # A report may name a Message that is gone (or never was ours): keep it, unattached.
     if connection.vendor == "postgresql":
-        # One array per column, a short statement the driver parses once whatever the count,
-        # and the Message ids checked by the same statement (a join), not by a query of their own.
-        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-        names = ", ".join(columns)
-        picked = ", ".join("m.id" if c == "message_id" else f"v.{c}" for c in columns)
-        messages = connection.ops.quote_name(Message._meta.db_table)
         with connection.cursor() as cursor:
             for start in range(0, len(unique_rows), PG_INSERT_BATCH):
                 batch = unique_rows[start : start + PG_INSERT_BATCH]
-                cursor.execute(
-                    f"INSERT INTO {table} ({quoted}) SELECT {picked} "
-                    f"FROM unnest({arrays}) AS v({names}) "
-                    f"LEFT JOIN {messages} AS m ON m.id = v.message_id {returning}",
-                    [
-                        [field.get_db_prep_save(row[column], connection) for row in batch]
-                        for column, field in zip(columns, fields, strict=True)
-                    ],
-                )
+                cursor.execute(_pg_record_sql(), [json.dumps(batch, default=_json_value)])
                 recorded.extend(RecordedEvent(*r) for r in cursor.fetchall())
         return recorded
+    meta = GatewayEvent._meta
+    fields: list[Any] = [
+        meta.get_field("message" if c == "message_id" else c) for c in _RECORD_COLUMNS
+    ]
+    quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(meta.db_table)
+    conflict = ", ".join(
+        connection.ops.quote_name(c) for c in ("provider", "kind", "external_id", "sequence")
+    )
+    returning = f"ON CONFLICT ({conflict}) DO NOTHING RETURNING id, {conflict}"
+    # A report may name a Message that is gone (or never was ours): keep it, unattached.
     named = {row["message_id"] for row in unique_rows if row["message_id"] is not None}
     if named:
         existing = set(Message.objects.filter(pk__in=named).values_list("pk", flat=True))
@@ -180,9 +205,9 @@ def gateway_events_record(*, events: Sequence[GatewayEventData]) -> list[Recorde
             batch = unique_rows[start : start + INSERT_BATCH]
             params: list[Any] = []
             for row in batch:
-                for column, field in zip(columns, fields, strict=True):
+                for column, field in zip(_RECORD_COLUMNS, fields, strict=True):
                     params.append(field.get_db_prep_save(row[column], connection))
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(batch))
+            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(batch))
             cursor.execute(
                 f"INSERT INTO {table} ({quoted}) VALUES {placeholders} {returning}", params
             )
