@@ -4,114 +4,58 @@ Two runs, each: planned Messages -> ``dispatch_due`` -> gateway -> delivery repo
 applied to the Messages, timed until the last report is applied.
 
 - ``kannel``: the Kannel backend -> smsbox -> bearerbox -> fakesmsc; DLRs through our real webhook,
-  served the way production serves it: by web worker processes of their own (here two forked
-  workers sharing one listening socket, sixteen threads each, each thread keeping its database
-  connection, as gunicorn's threaded workers do), not by threads inside the dispatching process,
-  where every callback would compete with dispatch for the same interpreter lock.
+  served the way production serves it (:mod:`messaging.peers.web`): gunicorn's threaded workers
+  running ``crm.wsgi:application`` in processes of their own, not threads inside the
+  dispatching process, where every callback would compete with dispatch for the same
+  interpreter lock.
 - ``smpp``: the direct SMPP backend -> the SMSC simulator; receipts on the same session, stored
   and applied after each batch commits; late ones through the listener.
 
 Also measured: each gateway alone (the backend's ``send_messages`` without dispatch), so a slow
 figure says whether the gateway or the outbox is the bottleneck, and Kannel with every DLR
-callback going to a web server that does nothing but answer 200 (the same server, no Django, no
-database): the most the Kannel case could reach on this machine. Rows created here are deleted.
+callback going to a web application that does nothing but answer 200 (the same server, no
+Django, no database): the most the Kannel case could reach on this machine. Rows created here
+are deleted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import os
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import TYPE_CHECKING, Any
 
-from django.core.wsgi import get_wsgi_application
-from django.db import connections
 from django.test.utils import override_settings
 from django.utils import timezone
 
 from crm.benchmarking import BenchmarkContext, BenchmarkFailed, register
+
+if TYPE_CHECKING:
+    from messaging.peers.web import WebServer
 
 TARGET_SMS_PER_S = 500.0
 SECRET = "benchmark-gateways"
 PHONE_BASE = 9_500_000  # +7916 95x xx xx: a range the demo data does not use
 
 
-class _PooledServer(WSGIServer):
-    """Requests handled by a fixed pool of threads, as a production server's workers would:
-    each thread keeps its database connection instead of opening one per callback."""
+def _hooks_server(workdir: Path, app: str | None = None, access_log: bool = False) -> WebServer:
+    """gunicorn as production runs it; its workers take the Kannel hook's secret from the
+    environment (the benchmark's own process gets it from ``override_settings``)."""
+    from messaging.peers.web import WebConfig, web_start
 
-    request_queue_size = 256
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hooks")
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.pool.submit(self._handle, request, client_address)
-
-    def _handle(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - logged like socketserver does
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-@contextmanager
-def _web_workers(processes: int, app: Any = None) -> Iterator[str]:
-    """The webhooks (or ``app``) served by ``processes`` forked worker processes that share one
-    listening socket (a pre-fork server such as gunicorn), each with its pool of threads.
-    Settings in force when this is entered are the workers' settings. Stopped by PID."""
-    from messaging.peers.process import free_port
-
-    port = free_port()
-    server = make_server(
-        "127.0.0.1",
-        port,
-        app or get_wsgi_application(),
-        server_class=_PooledServer,
-        handler_class=_QuietHandler,
+    config = WebConfig(
+        workdir=workdir,
+        workers=int(os.environ.get("BENCHMARK_HOOK_WORKERS", "2")),
+        threads=int(os.environ.get("BENCHMARK_HOOK_THREADS", "16")),
+        env={"HOOKS_KANNEL_SECRET": SECRET, "HOOKS_KANNEL_ALLOWED_IPS": "127.0.0.1"},
+        access_log=access_log,
     )
-    connections.close_all()  # a worker must not share this process's database connection
-    pids: list[int] = []
-    try:
-        for _ in range(processes):
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the worker process
-                try:
-                    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-                    server.serve_forever()
-                finally:
-                    os._exit(0)
-            pids.append(pid)
-        server.socket.close()  # only the workers accept
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for pid in pids:
-            while os.waitpid(pid, os.WNOHANG) == (0, 0):
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.05)
+    if app:
+        config.app = app
+    return web_start(config)
 
 
 def _clients(count: int) -> list[Any]:
@@ -238,30 +182,31 @@ def _gateway_only(ctx: BenchmarkContext, case: str, backend: Any, count: int) ->
     ctx.record(case, "send_per_s", sent / elapsed, "SMS/s")
 
 
-def _kannel_noop_receiver(ctx: BenchmarkContext, sendsms_url: str, count: int) -> None:
-    """Kannel with every DLR (2 per message from fakesmsc) sent to a server that only counts."""
+def _kannel_noop_receiver(
+    ctx: BenchmarkContext, sendsms_url: str, count: int, workdir: Path
+) -> None:
+    """Kannel with every DLR (2 per message from fakesmsc) sent to an application that only
+    answers; its access log counts them."""
     from messaging.backends.kannel import KannelBackend
+    from messaging.peers.web import NOOP_APP
 
-    received = multiprocessing.get_context("fork").Value("i", 0)
-
-    def count_only(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        with received.get_lock():
-            received.value += 1
-        start_response("200 OK", [("Content-Length", "0")])
-        return [b""]
-
-    with _web_workers(1, count_only) as base:
-        backend = KannelBackend(channel="sms", url=sendsms_url, dlr_url=f"{base}/dlr", dlr_mask=31)
+    server = _hooks_server(workdir / "noop", app=NOOP_APP, access_log=True)
+    try:
+        backend = KannelBackend(
+            channel="sms", url=sendsms_url, dlr_url=f"{server.url}/dlr", dlr_mask=31
+        )
         started = time.monotonic()
         with backend:
             backend.send_messages(_raw_messages(count))
         last, seen = time.monotonic(), 0
-        while received.value < 2 * count and time.monotonic() - last < 10:
-            if received.value != seen:
-                seen, last = received.value, time.monotonic()
+        while (received := server.requests_served()) < 2 * count and time.monotonic() - last < 10:
+            if received != seen:
+                seen, last = received, time.monotonic()
             time.sleep(0.05)
-        elapsed = (time.monotonic() if received.value >= 2 * count else last) - started
-    ctx.note(f"kannel, DLRs to a no-op server: {received.value} callbacks in {elapsed:.1f} s")
+        elapsed = (time.monotonic() if received >= 2 * count else last) - started
+    finally:
+        server.stop()
+    ctx.note(f"kannel, DLRs to a no-op application: {received} callbacks in {elapsed:.1f} s")
     ctx.record("kannel_noop_receiver", "sms_per_s", count / elapsed, "SMS/s")
 
 
@@ -280,17 +225,11 @@ def gateways(ctx: BenchmarkContext) -> None:
     if not kannel_available():
         raise BenchmarkFailed("Kannel is not installed: apt-get install kannel kannel-extras")
     count = int(os.environ.get("BENCHMARK_GATEWAY_MESSAGES", "2000"))
-    workers = int(os.environ.get("BENCHMARK_HOOK_WORKERS", "2"))
     workdir = Path(tempfile.mkdtemp(prefix="lichno-gw-bench-"))
-    # The webhook workers' threads keep their connections (CONN_MAX_AGE of the settings).
-    db_settings = connections.settings["default"]
-    max_age = db_settings.get("CONN_MAX_AGE", 0)
-    db_settings["CONN_MAX_AGE"] = max(int(max_age or 0), 60)
+    server = _hooks_server(workdir / "web")
+    base = server.url
     try:
-        with (
-            override_settings(HOOKS_KANNEL_SECRET=SECRET, HOOKS_KANNEL_ALLOWED_IPS=["127.0.0.1"]),
-            _web_workers(workers) as base,
-        ):
+        with override_settings(HOOKS_KANNEL_SECRET=SECRET, HOOKS_KANNEL_ALLOWED_IPS=["127.0.0.1"]):
             # Kannel with fakesmsc, DLRs through the webhook.
             peers = kannel_start(
                 KannelConfig(
@@ -305,7 +244,7 @@ def gateways(ctx: BenchmarkContext) -> None:
                 # Without reports: ids that are no Messages must not reach the webhook.
                 raw = KannelBackend(channel="sms", dlr_mask=0, **options)
                 _gateway_only(ctx, "kannel_gateway_only", raw, count)
-                _kannel_noop_receiver(ctx, peers.config.sendsms_url, count)
+                _kannel_noop_receiver(ctx, peers.config.sendsms_url, count, workdir)
                 ids = _messages(count, "kannel")
                 with override_settings(
                     SMS_BACKEND="messaging.backends.kannel.KannelBackend",
@@ -346,4 +285,4 @@ def gateways(ctx: BenchmarkContext) -> None:
                 smsc.stop()
                 _cleanup("smpp")
     finally:
-        db_settings["CONN_MAX_AGE"] = max_age
+        server.stop()

@@ -24,6 +24,7 @@ from messaging.models import Message, MessageStatus
 from messaging.peers.kannel import KannelConfig, KannelPeers, kannel_available, kannel_start
 from messaging.peers.process import PeerProcess, free_port
 from messaging.peers.smsc import smsc_start
+from messaging.peers.web import WebConfig, WebServer, web_start
 from tests.conftest import require_service
 from tests.factories import ClientFactory
 
@@ -84,6 +85,31 @@ def pg_live(postgres: None, live_server: Any, settings: Any, monkeypatch: Any) -
     settings.HOOKS_KANNEL_ALLOWED_IPS = ["127.0.0.1"]
     settings.ALLOWED_HOSTS = ["*"]
     return live_server
+
+
+@pytest.fixture
+def pg_web(postgres: None, tmp_path: Path, settings: Any) -> Iterator[WebServer]:
+    """Lichno as production serves it (gunicorn, ``crm.wsgi:application``) on the test database,
+    for peers to call back; tasks the hooks schedule run in its workers."""
+    db = connections["default"].settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    server = web_start(
+        WebConfig(
+            workdir=tmp_path / "web",
+            env={
+                "DATABASE_URL": url,
+                "HOOKS_KANNEL_SECRET": SECRET,
+                "HOOKS_KANNEL_ALLOWED_IPS": "127.0.0.1",
+                "ALLOWED_HOSTS": "127.0.0.1",
+                "CELERY_TASK_ALWAYS_EAGER": "true",
+            },
+        )
+    )
+    settings.HOOKS_KANNEL_SECRET = SECRET  # our side writes it into each dlr-url
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def sms_messages(

@@ -38,11 +38,11 @@ def _text(i: int) -> str:
 
 
 def test_campaign_of_500_sms_every_dlr_attached_to_its_message(
-    pg_live: Any, kannel: Any, settings: Any
+    pg_web: Any, kannel: Any, settings: Any
 ) -> None:
-    # Given Kannel with fakesmsc calling our live webhook, and 500 planned SMS
-    peers = kannel(hooks_base=f"{pg_live.url}/hooks/kannel")
-    _use_kannel(settings, peers, pg_live)
+    # Given Kannel with fakesmsc calling our webhook, served as in production, and 500 SMS
+    peers = kannel(hooks_base=f"{pg_web.url}/hooks/kannel")
+    _use_kannel(settings, peers, pg_web)
     messages = sms_messages(500, text=_text, phone=lambda i: f"+7916700{i:04d}")
     ids = {m.pk for m in messages}
 
