@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import reduce
 from operator import or_
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import get_language
 
 from crm.db.raw import InIds, pg_int_array
@@ -661,3 +662,119 @@ def render_channel(
     subject = render(compile_message_template(variant.email_subject), context, language=language)
     body = render_html(compile_message_template(variant.email_body, html=True), context)
     return RenderedText("email", body, subject=subject)
+
+
+# Many batches ------------------------------------------------------------------------------------
+
+PARALLEL_BATCHES = 2
+
+
+def propose_batches(
+    batches: Iterable[Sequence[int]], *, parallel: int | None = None, **options: Any
+) -> Iterator[list[Proposal]]:
+    """``propose(batch, **options)`` for each batch, yielded in order; ``batches`` is read
+    lazily, one batch ahead of the work at most.
+
+    A batch spends about half its time waiting for PostgreSQL and half in Python; one process
+    doing one batch at a time leaves a core idle either way. On PostgreSQL outside a
+    transaction, ``parallel`` threads (default ``PARALLEL_BATCHES``), each with its own
+    connection, work on consecutive batches, so one batch's queries run while another's Python
+    does (or while the caller works on the batch before): at most ``parallel`` batches are
+    computed ahead of the one the caller is reading. Inside a transaction (a test, a caller's
+    atomic block) another connection would not see its uncommitted rows, so the batches run one
+    by one on the caller's connection.
+    """
+    # Decided now, not at the first ``next()``: the caller may read inside a transaction.
+    if not batches_in_parallel(parallel):
+        return (propose(batch, **options) for batch in batches)
+    workers = PARALLEL_BATCHES if parallel is None else parallel
+    return _BatchPipeline(iter(batches), workers, options).results()
+
+
+def batches_in_parallel(parallel: int | None = None) -> bool:
+    """Whether ``propose_batches`` would use threads here and now."""
+    workers = PARALLEL_BATCHES if parallel is None else parallel
+    return workers > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+class _BatchPipeline:
+    """Worker threads take the next batch in order and leave its proposals (or its error) for
+    the reader; they stop when the batches run out or the reader goes away."""
+
+    def __init__(self, batches: Iterator[Sequence[int]], workers: int, options: dict[str, Any]):
+        self.batches = batches
+        self.options = options
+        self.workers = workers
+        self.done: dict[int, list[Proposal] | BaseException] = {}
+        self.taken = 0  # batches handed to a worker
+        self.read = 0  # batches the reader has taken
+        self.total: int | None = None  # known once the batches ran out
+        self.stopped = False
+        self.changed = threading.Condition()
+        # What the caller's thread has active, the workers' threads must have too.
+        self.language = get_language()
+        self.zone = timezone.get_current_timezone()
+
+    def results(self) -> Iterator[list[Proposal]]:
+        threads = [
+            threading.Thread(target=self._work, name=f"propose-{n}", daemon=True)
+            for n in range(self.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            index = 0
+            while True:
+                with self.changed:
+                    while index not in self.done and (self.total is None or index < self.total):
+                        self.changed.wait()
+                    if index not in self.done:
+                        return  # every batch read
+                    result = self.done.pop(index)
+                    self.read = index = index + 1
+                    self.changed.notify_all()
+                if isinstance(result, BaseException):
+                    raise result
+                yield result
+        finally:
+            with self.changed:
+                self.stopped = True
+                self.changed.notify_all()
+            for thread in threads:
+                thread.join()
+
+    def _next(self) -> tuple[int, Sequence[int]] | None:
+        with self.changed:
+            while not self.stopped and self.taken - self.read >= self.workers:
+                self.changed.wait()  # far enough ahead of the reader
+            if self.stopped or self.total is not None:
+                return None
+            try:
+                batch = next(self.batches)  # under the lock: batches are taken in order
+            except StopIteration:
+                self.total = self.taken
+                self.changed.notify_all()
+                return None
+            except BaseException as exc:  # reading the batches failed: the reader raises it
+                self.done[self.taken] = exc
+                self.total = self.taken = self.taken + 1
+                self.changed.notify_all()
+                return None
+            self.taken += 1
+            return self.taken - 1, batch
+
+    def _work(self) -> None:
+        try:
+            with translation.override(self.language), timezone.override(self.zone):
+                while (taken := self._next()) is not None:
+                    index, batch = taken
+                    result: list[Proposal] | BaseException
+                    try:
+                        result = propose(batch, **self.options)
+                    except BaseException as exc:  # handed to the reader, who raises it
+                        result = exc
+                    with self.changed:
+                        self.done[index] = result
+                        self.changed.notify_all()
+        finally:
+            connections.close_all()  # this thread's own connections
