@@ -4,8 +4,10 @@ Over the demo data it sets up the demo offers (``offers/demo.py``): a replenishm
 "cat owners" segment (about 22% of clients: some 220k at a million) and a cross-sell offer over
 the same segment, both active on SMS with A/B variants and a 10% holdout. It then walks the
 segment in batches of 5,000 clients and asks the engine for proposals with rendered SMS texts,
-reusing one catalog snapshot; it records proposals per second (target 5,000), clients per
-second, and the queries per batch (the same for a small and a full batch). Then it mines
+reusing one catalog snapshot, through ``propose_batches`` as campaign planning does (two
+batches in flight on PostgreSQL: one's queries overlap another's Python); it records proposals
+per second (target 5,000), clients per second, and the queries per batch (the same for a small
+and a full batch, each counted on its own). Then it mines
 associations over every purchase item and records items per second against the target of 10M
 items in five minutes.
 """
@@ -28,7 +30,7 @@ def offers_benchmark(ctx: BenchmarkContext) -> None:
     from crm.models import PurchaseItem
     from offers.catalog import Catalog
     from offers.demo import offers_demo_setup
-    from offers.engine import propose
+    from offers.engine import PARALLEL_BATCHES, propose, propose_batches
     from offers.services import associations_mine
     from segments.selectors import segment_clients
 
@@ -50,26 +52,20 @@ def offers_benchmark(ctx: BenchmarkContext) -> None:
     catalog = Catalog.load(at=now)
     catalog_ms = (time.perf_counter() - started) * 1000
 
-    small_queries = ctx.count_queries(
-        lambda: propose(ids[:50], offers=offers, channel="sms", at=now, catalog=catalog)
-    )
+    options = {"offers": offers, "channel": "sms", "at": now, "catalog": catalog}
+    small_queries = ctx.count_queries(lambda: propose(ids[:50], **options))
+    full_queries = ctx.count_queries(lambda: propose(ids[:BATCH], **options))
+    batches = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
+    ctx.note(f"{len(batches)} batches, up to {PARALLEL_BATCHES} in flight")
     proposals = 0
     control = 0
-    batch_queries: list[int] = []
     started = time.perf_counter()
     cpu_started = time.process_time()
-    for start in range(0, len(ids), BATCH):
-        batch = ids[start : start + BATCH]
-        result: list = []
-
-        def run(batch: list[int] = batch, out: list = result) -> None:
-            out.extend(propose(batch, offers=offers, channel="sms", at=now, catalog=catalog))
-
-        batch_queries.append(ctx.count_queries(run))
+    for number, result in enumerate(propose_batches(batches, **options)):
         proposals += sum(1 for p in result if not p.is_control)
         control += sum(1 for p in result if p.is_control)
-        if start // BATCH % 10 == 0:
-            ctx.note(f"{start + len(batch):,} clients, {proposals:,} proposals")
+        if number % 10 == 0:
+            ctx.note(f"{min((number + 1) * BATCH, len(ids)):,} clients, {proposals:,} proposals")
     seconds = time.perf_counter() - started + catalog_ms / 1000
     cpu = time.process_time() - cpu_started
     total = proposals + control
@@ -92,9 +88,9 @@ def offers_benchmark(ctx: BenchmarkContext) -> None:
     ctx.record(
         "propose",
         "queries_per_batch",
-        max(batch_queries),
+        full_queries,
         "queries",
-        ok=max(batch_queries) == small_queries,
+        ok=full_queries == small_queries,
     )
     ctx.record("propose", "queries_50_clients", small_queries, "queries")
 
