@@ -4,9 +4,12 @@ Over the demo data it builds a static segment of every fifth client (200k at a m
 plans two runs from run start to the last outbox row: a plain-text SMS campaign (policy and
 outbox alone) and the demo cat-food offer over the same audience (the offer engine's proposals
 as well). Target: 5,000 planned messages per second on one process, with the same number of
-queries for every batch. Then it dispatches the plain run's messages through the locmem backend
-(target 2,000 messages per second). A contact policy whose windows never close is active for the
-measurement, so the figures do not depend on the hour the benchmark runs at.
+queries for every batch. With the offer, a message is planned only for the clients the offer
+fits (cat owners with a refill due: under 3% of this audience), so its messages per second say
+how many fit, not how fast planning is; there the target applies to clients per second, the
+pace at which the audience is decided on. Then it dispatches the plain run's messages through
+the locmem backend (target 2,000 messages per second). A contact policy whose windows never
+close is active for the measurement, so the figures do not depend on the hour it runs at.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def campaign_benchmark(ctx: BenchmarkContext) -> None:
                     "throttle_per_second": 0,
                 },
             )
-            _plan(ctx, "offer_campaign", with_offer, now)
+            _plan(ctx, "offer_campaign", with_offer, now, per_client=True)
     finally:
         ContactPolicy.objects.filter(pk=policy.pk).update(is_active=False)
         ContactPolicy.objects.filter(pk__in=previous[:1]).update(is_active=True)
@@ -123,7 +126,9 @@ def _demo_offer(now: dt.datetime) -> Any:
     return offer
 
 
-def _plan(ctx: BenchmarkContext, case: str, campaign: Any, now: dt.datetime) -> Any:
+def _plan(
+    ctx: BenchmarkContext, case: str, campaign: Any, now: dt.datetime, *, per_client: bool = False
+) -> Any:
     from messaging.models import CampaignRun, Message
     from messaging.services.campaigns import campaign_run_plan
 
@@ -155,7 +160,7 @@ def _plan(ctx: BenchmarkContext, case: str, campaign: Any, now: dt.datetime) -> 
         "planned_per_s",
         round(run.planned / seconds, 1),
         "messages/s",
-        target=PLANNED_PER_S_TARGET,
+        target=None if per_client else PLANNED_PER_S_TARGET,
         higher_is_better=True,
     )
     ctx.record(
