@@ -4,8 +4,8 @@ Two runs, each: planned Messages -> ``dispatch_due`` -> gateway -> delivery repo
 applied to the Messages, timed until the last report is applied.
 
 - ``kannel``: the Kannel backend -> smsbox -> bearerbox -> fakesmsc; DLRs through our real webhook,
-  served the way production serves it (:mod:`messaging.peers.web`): gunicorn's threaded workers
-  running ``crm.wsgi:application`` in processes of their own, not threads inside the
+  served the way production serves it (:mod:`messaging.peers.web`): granian's workers running
+  ``crm.wsgi:application`` in processes of their own, not threads inside the
   dispatching process, where every callback would compete with dispatch for the same
   interpreter lock.
 - ``smpp``: the direct SMPP backend -> the SMSC simulator; receipts on the same session, stored
@@ -42,7 +42,7 @@ PHONE_BASE = 9_500_000  # +7916 95x xx xx: a range the demo data does not use
 
 
 def _hooks_server(workdir: Path, app: str | None = None, access_log: bool = False) -> WebServer:
-    """gunicorn as production runs it; its workers take the Kannel hook's secret from the
+    """granian as production runs it; its workers take the Kannel hook's secret from the
     environment (the benchmark's own process gets it from ``override_settings``)."""
     from messaging.peers.web import WebConfig, web_start
 

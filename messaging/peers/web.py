@@ -1,9 +1,13 @@
 """Lichno's web application served as in production, for benchmarks and real-peer tests.
 
-Gunicorn with threaded workers (``gthread``) serving ``crm.wsgi:application``: pre-forked worker
-processes sharing one listening socket, each with a pool of threads that keep their database
-connections and their callers' keep-alive connections (Kannel's smsbox reuses its HTTP
-connections). Started as a process of its own and stopped by PID, like the other peers.
+Granian serving ``crm.wsgi:application``: worker processes sharing one listening socket, HTTP
+handled in Rust with keep-alive (Kannel's smsbox reuses its connections), each worker running
+the application in a pool of threads that keep their database connections. Started as a
+process of its own and stopped by PID, like the other peers.
+
+Gunicorn's threaded workers were measured first: the same Kannel run took 3.6–5.1 s against
+granian's 3.7–3.8 s, its workers spending about 1.2 ms of CPU per callback (HTTP parsing and
+thread hand-offs in Python) against granian's 0.9 ms.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from messaging.peers.process import PeerProcess, free_port, start_process, wait_for_port
 
 NOOP_APP = "messaging.peers.noop_wsgi:application"
+ACCESS_MARK = b"lichno-access "
 
 
 @dataclass
@@ -30,11 +35,12 @@ class WebServer:
         return f"http://{self.host}:{self.port}"
 
     def requests_served(self) -> int:
-        """Requests written to the access log (only when started with ``access_log=True``)."""
+        """Requests in the access log (only when started with ``access_log=True``)."""
         if self.access_log is None or not self.access_log.exists():
             return 0
         with self.access_log.open("rb") as log:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 16), b""))
+            data = log.read()
+        return data.count(ACCESS_MARK)
 
     def stop(self) -> None:
         self.process.stop(grace=10.0)
@@ -54,38 +60,38 @@ class WebConfig:
 
 
 def web_start(config: WebConfig) -> WebServer:
-    """Start gunicorn and wait until it accepts connections."""
+    """Start granian and wait until it accepts connections."""
     config.workdir.mkdir(parents=True, exist_ok=True)
-    access_log = config.workdir / "access.log" if config.access_log else None
     args = [
         sys.executable,
         "-m",
-        "gunicorn",
+        "granian",
+        "--interface",
+        "wsgi",
         config.app,
-        "--worker-class",
-        "gthread",
         "--workers",
         str(config.workers),
-        "--threads",
+        "--blocking-threads",
         str(config.threads),
-        "--bind",
-        f"{config.host}:{config.port}",
-        "--keep-alive",
-        "30",
-        "--graceful-timeout",
-        "5",
+        "--host",
+        config.host,
+        "--port",
+        str(config.port),
+        "--working-dir",
+        str(Path(__file__).resolve().parents[2]),
         "--log-level",
         "warning",
-        "--chdir",
-        str(Path(__file__).resolve().parents[2]),
     ]
-    if access_log is not None:
-        args += ["--access-logfile", str(access_log), "--access-logformat", "%(s)s"]
+    if config.access_log:
+        # Written to the process's output, which start_process keeps in a file.
+        args += ["--access-log", "--access-log-fmt", f"{ACCESS_MARK.decode()}%(status)d"]
     env = {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "crm.settings")}
-    process = start_process("gunicorn", args, log_dir=config.workdir, env={**env, **config.env})
+    process = start_process("granian", args, log_dir=config.workdir, env={**env, **config.env})
     try:
         wait_for_port(config.host, config.port, timeout=30, process=process)
     except BaseException:
         process.stop()
         raise
-    return WebServer(process, config.host, config.port, access_log)
+    return WebServer(
+        process, config.host, config.port, process.log_path if config.access_log else None
+    )

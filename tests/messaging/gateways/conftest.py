@@ -89,7 +89,7 @@ def pg_live(postgres: None, live_server: Any, settings: Any, monkeypatch: Any) -
 
 @pytest.fixture
 def pg_web(postgres: None, tmp_path: Path, settings: Any) -> Iterator[WebServer]:
-    """Lichno as production serves it (gunicorn, ``crm.wsgi:application``) on the test database,
+    """Lichno as production serves it (granian, ``crm.wsgi:application``) on the test database,
     for peers to call back; tasks the hooks schedule run in its workers."""
     db = connections["default"].settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
