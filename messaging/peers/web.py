@@ -19,28 +19,16 @@ from pathlib import Path
 
 from messaging.peers.process import PeerProcess, free_port, start_process, wait_for_port
 
-NOOP_APP = "messaging.peers.noop_wsgi:application"
-ACCESS_MARK = b"lichno-access "
-
 
 @dataclass
 class WebServer:
     process: PeerProcess
     host: str
     port: int
-    access_log: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    def requests_served(self) -> int:
-        """Requests in the access log (only when started with ``access_log=True``)."""
-        if self.access_log is None or not self.access_log.exists():
-            return 0
-        with self.access_log.open("rb") as log:
-            data = log.read()
-        return data.count(ACCESS_MARK)
 
     def stop(self) -> None:
         self.process.stop(grace=10.0)
@@ -56,7 +44,6 @@ class WebConfig:
     port: int = field(default_factory=free_port)
     # Environment of the workers on top of ours: the settings they need (secrets, database).
     env: dict[str, str] = field(default_factory=dict)
-    access_log: bool = False
 
 
 def web_start(config: WebConfig) -> WebServer:
@@ -82,9 +69,6 @@ def web_start(config: WebConfig) -> WebServer:
         "--log-level",
         "warning",
     ]
-    if config.access_log:
-        # Written to the process's output, which start_process keeps in a file.
-        args += ["--access-log", "--access-log-fmt", f"{ACCESS_MARK.decode()}%(status)d"]
     env = {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "crm.settings")}
     process = start_process("granian", args, log_dir=config.workdir, env={**env, **config.env})
     try:
@@ -92,6 +76,4 @@ def web_start(config: WebConfig) -> WebServer:
     except BaseException:
         process.stop()
         raise
-    return WebServer(
-        process, config.host, config.port, process.log_path if config.access_log else None
-    )
+    return WebServer(process, config.host, config.port)
