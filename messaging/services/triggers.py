@@ -14,7 +14,9 @@ clients, never one per client:
    (scenario, client, occasion, step), only the highest-priority one per client plans a message
    (the rest, and any lower than a trigger message the client got within
    ``MESSAGING_TRIGGER_WINDOW_HOURS``, are suppressed as ``lower_priority``), and the messages
-   go through :func:`plan_batch`; a firing whose message was excluded keeps the reason.
+   go through :func:`plan_batch`; a firing whose message was excluded keeps the reason. A
+   lower-priority trigger message of the window that is still only planned gives way: it is
+   cancelled, and its firing suppressed, once the higher one's message is planned.
 
 Occasions name what fired: ``cart:<event>``, ``view:<event>``, ``price:<event>:<price>``,
 ``purchase:<purchase>``, ``birthday:<year>``, ``winback:<last purchase>``. An occasion fires
@@ -99,6 +101,7 @@ class ScenarioCounts:
 class TriggerResult:
     scenarios: dict[int, ScenarioCounts] = field(default_factory=dict)
     cancelled: int = 0  # pending messages cancelled because the client bought
+    outranked: int = 0  # planned messages cancelled for a higher-priority scenario's
 
     def counts(self, scenario: TriggerScenario | int) -> ScenarioCounts:
         key = scenario if isinstance(scenario, int) else scenario.pk
@@ -115,6 +118,7 @@ class TriggerResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cancelled": self.cancelled,
+            "outranked": self.outranked,
             "scenarios": {pk: c.as_dict() for pk, c in self.scenarios.items()},
         }
 
@@ -660,34 +664,47 @@ def _plan_batch(run: _Run, ids: Sequence[int], rows: list[Proposed], policy: Pol
         .values_list("scenario_id", "client_id", "occasion", "step")
     )
     window = dt.timedelta(hours=settings.MESSAGING_TRIGGER_WINDOW_HOURS)
-    recent: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
-    for cid, scenario_id, priority, occasion in Message.objects.filter(
+    recent: dict[int, list[_Recent]] = defaultdict(list)
+    for values in Message.objects.filter(
         client_id__in=list(ids),
         firing__isnull=False,
         status__in=COUNTED_STATUSES,
         scheduled_for__gt=run.now - window,
     ).values_list(
-        "client_id", "firing__scenario_id", "firing__scenario__priority", "firing__occasion"
+        "client_id",
+        "id",
+        "status",
+        "firing_id",
+        "firing__scenario_id",
+        "firing__scenario__priority",
+        "firing__occasion",
     ):
-        recent[cid].append((priority, scenario_id, occasion))
+        recent[values[0]].append(_Recent(*values[1:]))
 
     new: list[tuple[Proposed, str]] = []  # with the reason it is suppressed, or "" to plan
     winners: set[int] = set()
+    displaced: dict[int, list[_Recent]] = {}  # per winning client: its planned lower messages
     for row in rows:
         if (row.scenario_id, row.client_id, row.occasion, row.step) in existing:
             continue
         priority = run.scenarios[row.scenario_id].priority
-        outranked = row.client_id in winners or any(
-            p >= priority and (s, o) != (row.scenario_id, row.occasion)
-            for p, s, o in recent[row.client_id]
-        )
-        if outranked:
+        others = [
+            r
+            for r in recent[row.client_id]
+            if (r.scenario_id, r.occasion) != (row.scenario_id, row.occasion)
+        ]
+        if row.client_id in winners or any(r.priority >= priority for r in others):
             new.append((row, Reason.LOWER_PRIORITY))
-        else:
-            winners.add(row.client_id)
-            new.append((row, ""))
+            continue
+        winners.add(row.client_id)
+        new.append((row, ""))
+        lower = [r for r in others if r.status == MessageStatus.PLANNED]
+        if lower:
+            displaced[row.client_id] = lower
     if not new:
         return
+    # Before planning the winners, so their caps no longer count what gives way to them.
+    cancelled = _displace(displaced)
     inserted = _insert_firings(run.now, new)
     suppressed: dict[str, list[int]] = defaultdict(list)
     to_plan: dict[int, list[tuple[int, Proposed]]] = defaultdict(list)
@@ -701,6 +718,7 @@ def _plan_batch(run: _Run, ids: Sequence[int], rows: list[Proposed], policy: Pol
             counts.suppressed[why] += 1
         else:
             to_plan[row.scenario_id].append((firing_id, row))
+    winners_planned: set[int] = set()  # clients whose winning message was planned
     for scenario_id, items in to_plan.items():
         scenario = run.scenarios[scenario_id]
         planned, reasons = _plan_scenario(run, scenario, items, policy)
@@ -709,10 +727,69 @@ def _plan_batch(run: _Run, ids: Sequence[int], rows: list[Proposed], policy: Pol
         for firing_id, why in reasons.items():
             counts.suppressed[why] += 1
             suppressed[why].append(firing_id)
+        winners_planned.update(row.client_id for f, row in items if f not in reasons)
+    _displace_settle(run, cancelled, winners_planned, suppressed)
     for why, firing_ids in suppressed.items():
         TriggerFiring.objects.filter(pk__in=firing_ids).update(
             status=FiringStatus.SUPPRESSED, reason=why
         )
+
+
+@dataclass(frozen=True)
+class _Recent:
+    """A trigger message of the client's within the priority window."""
+
+    message_id: int
+    status: str
+    firing_id: int
+    scenario_id: int
+    priority: int
+    occasion: str
+
+
+def _displace(displaced: dict[int, list[_Recent]]) -> dict[int, list[_Recent]]:
+    """Cancel the planned lower-priority messages of the batch's winners (the status only:
+    :func:`_displace_settle` gives the reason or takes it back); per client, the ones
+    cancelled. A message dispatch is claiming right now (its row locked) is left to go: it
+    may already be on its way."""
+    wanted = {r.message_id: (cid, r) for cid, lower in displaced.items() for r in lower}
+    if not wanted:
+        return {}
+    queryset = Message.objects.filter(InIds("id", list(wanted)), status=MessageStatus.PLANNED)
+    if connection.features.has_select_for_update_skip_locked:
+        queryset = queryset.select_for_update(skip_locked=True)
+    ids = list(queryset.values_list("id", flat=True))
+    Message.objects.filter(InIds("id", ids)).update(status=MessageStatus.CANCELLED)
+    cancelled: dict[int, list[_Recent]] = defaultdict(list)
+    for pk in ids:
+        cid, recent = wanted[pk]
+        cancelled[cid].append(recent)
+    return cancelled
+
+
+def _displace_settle(
+    run: _Run,
+    cancelled: dict[int, list[_Recent]],
+    winners_planned: set[int],
+    suppressed: dict[str, list[int]],
+) -> None:
+    """The cancelled messages of clients whose winning message was planned stay cancelled,
+    with their firings suppressed as outranked; the others are planned again as they were (no
+    consent or a cap kept the winner back, and the lower message is better than nothing; in
+    the same transaction, so nobody saw them cancelled)."""
+    given_way = [r for cid in winners_planned & cancelled.keys() for r in cancelled[cid]]
+    restore = [r.message_id for cid in cancelled.keys() - winners_planned for r in cancelled[cid]]
+    if restore:
+        Message.objects.filter(InIds("id", restore)).update(status=MessageStatus.PLANNED)
+    if not given_way:
+        return
+    Message.objects.filter(InIds("id", [r.message_id for r in given_way])).update(
+        status_reason=Reason.LOWER_PRIORITY, updated_at=timezone.now()
+    )
+    for recent in given_way:
+        suppressed[Reason.LOWER_PRIORITY].append(recent.firing_id)
+        run.result.counts(recent.scenario_id).suppressed[Reason.LOWER_PRIORITY] += 1
+    run.result.outranked += len(given_way)
 
 
 def _insert_firings(

@@ -13,7 +13,7 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from crm.models import Channel, Client, Event, EventType, Product
@@ -384,6 +384,75 @@ def test_a_recent_trigger_message_outranks_lower_scenarios_within_the_window(w: 
     ) == [FiringStatus.SUPPRESSED, FiringStatus.PLANNED]
 
 
+def _cart_message_planned_for_tomorrow(w: World) -> tuple[Client, TriggerScenario, Message]:
+    """A cart message that waits for the morning (evaluated at 23:00), the client's only one."""
+    a = w.clients[0]
+    cart = scenario(TriggerKind.ABANDONED_CART, priority=50)
+    evening = NOW.replace(hour=23)
+    event(a, EventType.CART_ADD, evening - 3 * HOUR, w.product, price="950")
+    triggers_evaluate(now=evening, scenarios=[cart])
+    waiting = Message.objects.get(client=a)
+    assert waiting.status == MessageStatus.PLANNED and waiting.scheduled_for > evening
+    return a, cart, waiting
+
+
+def test_a_higher_scenario_cancels_a_lower_message_that_has_not_gone_yet(w: World) -> None:
+    loose_policy()
+    a, cart, waiting = _cart_message_planned_for_tomorrow(w)
+    Message.objects.filter(pk=waiting.pk).update(status_reason="deferred: quiet hours")
+    top = scenario(TriggerKind.PRICE_DROP, priority=90, delay_hours=0)
+    Product.objects.filter(pk=w.product.pk).update(price=Decimal("700"))
+
+    result = triggers_evaluate(now=NOW.replace(hour=23) + HOUR, scenarios=[top])
+
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.status_reason) == (MessageStatus.CANCELLED, "lower_priority")
+    assert fired(cart)[a.pk][2:] == (FiringStatus.SUPPRESSED, "lower_priority")
+    assert fired(top)[a.pk][2] == FiringStatus.PLANNED
+    going = Message.objects.filter(client=a, status__in=[MessageStatus.PLANNED])
+    assert [m.firing.scenario_id for m in going] == [top.pk]
+    assert result.outranked == 1
+    assert result.counts(cart).suppressed == Counter({"lower_priority": 1})
+
+
+def test_a_lower_message_stays_when_the_higher_one_is_not_planned(w: World) -> None:
+    loose_policy()
+    a, cart, waiting = _cart_message_planned_for_tomorrow(w)
+    Message.objects.filter(pk=waiting.pk).update(status_reason="deferred: quiet hours")
+    waiting.refresh_from_db()
+    top = scenario(TriggerKind.PRICE_DROP, priority=90, delay_hours=0, channels=["email"])
+    Product.objects.filter(pk=w.product.pk).update(price=Decimal("700"))
+    Client.objects.filter(pk=a.pk).update(email="")  # the higher scenario cannot reach a
+
+    result = triggers_evaluate(now=NOW.replace(hour=23) + HOUR, scenarios=[top])
+
+    kept = Message.objects.get(pk=waiting.pk)
+    assert (kept.status, kept.status_reason, kept.updated_at) == (
+        MessageStatus.PLANNED,
+        "deferred: quiet hours",
+        waiting.updated_at,
+    )
+    assert fired(cart)[a.pk][2] == FiringStatus.PLANNED
+    assert fired(top)[a.pk][2] == FiringStatus.SUPPRESSED
+    assert result.outranked == 0
+
+
+def test_a_lower_message_already_claimed_by_dispatch_is_left_to_go(w: World) -> None:
+    loose_policy()
+    a, cart, waiting = _cart_message_planned_for_tomorrow(w)
+    Message.objects.filter(pk=waiting.pk).update(status=MessageStatus.QUEUED)
+    top = scenario(TriggerKind.PRICE_DROP, priority=90, delay_hours=0)
+    Product.objects.filter(pk=w.product.pk).update(price=Decimal("700"))
+
+    result = triggers_evaluate(now=NOW.replace(hour=23) + HOUR, scenarios=[top])
+
+    assert Message.objects.get(pk=waiting.pk).status == MessageStatus.QUEUED
+    assert fired(cart)[a.pk][2] == FiringStatus.PLANNED
+    # Both would wait for 09:00: the message on its way keeps the higher one an hour off.
+    assert fired(top)[a.pk][2:] == (FiringStatus.SUPPRESSED, "min_gap")
+    assert result.outranked == 0
+
+
 def test_an_excluded_message_leaves_its_reason_on_the_firing(w: World) -> None:
     a, b, *_ = w.clients
     cart = scenario(TriggerKind.ABANDONED_CART, channels=["call"], voice_script="Здравствуйте")
@@ -501,6 +570,27 @@ def test_queries_do_not_grow_with_the_number_of_clients(django_assert_max_num_qu
 
     assert _statements(hundred) == _statements(five)
     assert result.fired == 400 and result.planned == 100
+
+
+def test_giving_way_costs_the_same_statements_for_five_clients_as_for_forty() -> None:
+    loose_policy()
+    evening = NOW.replace(hour=23)
+    cart = scenario(TriggerKind.ABANDONED_CART, priority=50)
+    top = scenario(TriggerKind.PRICE_DROP, priority=90, delay_hours=0)
+    captured = []
+    for n in (5, 40):
+        world = make_world(n)
+        for client in world.clients:
+            event(client, EventType.CART_ADD, evening - 3 * HOUR, world.product, price="950")
+        triggers_evaluate(now=evening, scenarios=[cart])
+        Product.objects.filter(pk=world.product.pk).update(price=Decimal("700"))
+        with CaptureQueriesContext(connection) as queries:
+            result = triggers_evaluate(now=evening + HOUR, scenarios=[top])
+        assert result.outranked == n
+        captured.append(_statements(queries))
+        evening += DAY  # the next world's evening, outside this one's window
+
+    assert captured[0] == captured[1]
 
 
 def _statements(queries: CaptureQueriesContext) -> int:
@@ -650,3 +740,41 @@ def test_a_trigger_never_names_a_sensitive_product(w: World, kind: str, history:
     said = messages[sensitive_client.pk]
     for spoken in (said.text, said.reason, repr(said.products)):
         assert "беременност" not in spoken and "Аптека" not in spoken
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lower_message_dispatch_holds_is_neither_waited_for_nor_cancelled(
+    postgres: None,
+) -> None:
+    loose_policy()
+    world = make_world(1)
+    a, cart, waiting = _cart_message_planned_for_tomorrow(world)
+    top = scenario(TriggerKind.PRICE_DROP, priority=90, delay_hours=0)
+    Product.objects.filter(pk=world.product.pk).update(price=Decimal("700"))
+    locked, release = threading.Event(), threading.Event()
+
+    def dispatcher_claiming() -> None:  # dispatch's claim: the row locked, status not yet set
+        try:
+            with transaction.atomic():
+                Message.objects.select_for_update().get(pk=waiting.pk)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=dispatcher_claiming)
+    holder.start()
+    try:
+        assert locked.wait(timeout=10)
+        started = time.monotonic()
+        result = triggers_evaluate(now=NOW.replace(hour=23) + HOUR, scenarios=[top])
+        waited = time.monotonic() - started
+        still_held = holder.is_alive()
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+    assert still_held, f"the evaluation waited for the dispatcher ({waited:.1f} s)"
+    assert Message.objects.get(pk=waiting.pk).status == MessageStatus.PLANNED
+    assert fired(cart)[a.pk][2] == FiringStatus.PLANNED
+    assert result.outranked == 0
