@@ -40,12 +40,22 @@ def private_broker(celery_broker: str, tmp_path: Path) -> Iterator[str]:
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
     }
-    app.close()  # drop pooled connections made with the old folders
+    _drop_broker_connections()
     try:
         yield celery_broker
     finally:
         app.conf.broker_transport_options = saved
-        app.close()
+        _drop_broker_connections()
+
+
+def _drop_broker_connections() -> None:
+    """Forget pooled connections and producers made with the old folders. ``app.close()`` is
+    not enough: it drops the connection pool, but the producer pool keeps the old one, and a
+    task sent by an earlier test in the same process went on to the old folder."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def wait_for(predicate, timeout: float = 20.0) -> bool:
