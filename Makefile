@@ -51,6 +51,7 @@ gateways: migrate
 check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(MANAGE) makemigrations --check --dry-run
 	$(MANAGE) check
 

@@ -23,7 +23,7 @@ from crm.models import AuditAction, ImportJob, ImportKind, ImportStatus
 from crm.resources import ClientResource
 
 
-class FileImportAdminMixin:
+class FileImportAdminMixin(admin.ModelAdmin):
     """Adds the "Import from file" button (``import_kind`` names what the file holds)."""
 
     import_kind: str = ""
@@ -35,7 +35,7 @@ class FileImportAdminMixin:
             extra_context["file_import_url"] = (
                 reverse("admin:crm_importjob_add") + f"?kind={self.import_kind}"
             )
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        return super().changelist_view(request, extra_context)
 
 
 class ClientExportMixin(ExportMixin):

@@ -13,7 +13,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 
@@ -30,7 +30,7 @@ class EstimatedCountPaginator(Paginator):
     count_cap = 10_000
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         qs = self.object_list
         if not isinstance(qs, QuerySet) or connections[qs.db].vendor != "postgresql":
             return super().count
@@ -68,7 +68,7 @@ class BigTableAdmin(admin.ModelAdmin):
     list_per_page = 50
 
     @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
-    def action_checkbox(self, obj: Any) -> str:
+    def action_checkbox(self, obj: Any) -> SafeString:
         # Same markup as Django's, without a form-widget template render per row (a third of
         # the changelist's time at 50 rows).
         return format_html(

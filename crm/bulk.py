@@ -585,7 +585,10 @@ class _ClientIndex:
         self.by_phone: dict[str, list[int]] = defaultdict(list)
         for chunk in _in_chunks(set(external_ids)):
             self.by_external.update(
-                Client.objects.filter(_in("external_id", chunk)).values_list("external_id", "id")
+                (str(external_id), pk)
+                for external_id, pk in Client.objects.filter(_in("external_id", chunk)).values_list(
+                    "external_id", "id"
+                )
             )
         for chunk in _in_chunks(set(phones)):
             for client_id, number in (
@@ -1049,7 +1052,7 @@ def purchase_upsert_many(
                 "total",
                 "created_at",
             ):
-                existing[values[0]] = values[1:]
+                existing[values[0] or ""] = values[1:]  # never empty: filtered by it
         stored_lines: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
         for chunk in _in_chunks([values[0] for values in existing.values()]):
             for purchase_id, *line in PurchaseItem.objects.filter(

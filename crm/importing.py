@@ -368,7 +368,7 @@ def import_job_run(*, job_id: int, chunk_rows: int | None = None) -> ImportJob:
         return job
     errors: list[dict[str, Any]] = []
     try:
-        fmt = file_format(job.file.name)
+        fmt = file_format(job.file.name or "")
         with job.file.open("rb") as handle:
             for chunk in chunks(read_rows(handle, fmt, job.kind), job.kind, size):
                 result = _process(job.kind, chunk.rows, job.user, job.dry_run)

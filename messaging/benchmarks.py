@@ -118,7 +118,7 @@ def _demo_offer(now: dt.datetime) -> Any:
     except Exception:  # noqa: BLE001 - the offer case is optional
         return None
     offer = demo.replenish
-    if offer.promo_pool_id:
+    if offer.promo_pool is not None:
         # One free single-use code per audience member, so "no code left" excludes nobody.
         free = offer.promo_pool.codes.filter(client__isnull=True).count()
         if free < 25_000:

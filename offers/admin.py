@@ -92,8 +92,9 @@ class OfferForm(forms.ModelForm):
         )
         help_texts = {"reason_template": REASON_HELP}
 
+    # ModelForm's step after the instance is built from the form (private, not in the stubs).
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]
         if self.errors:
             return
         products = self.cleaned_data.get("fixed_products")
@@ -124,8 +125,9 @@ class VariantForm(forms.ModelForm):
             "email_body": forms.Textarea(attrs={"rows": 6, "cols": 80}),
         }
 
+    # ModelForm's step after the instance is built from the form (private, not in the stubs).
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]
         errors, warnings = services.variant_check(variant=self.instance)
         _apply_errors(self, errors)
         self.structure_warnings = warnings
@@ -330,15 +332,16 @@ class CrossSellRuleForm(forms.ModelForm):
         help_texts = {"reason_text": REASON_HELP}
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or self.cleaned_data
         if bool(data.get("source_category")) == bool(data.get("source_product")):
             self.add_error(None, _("Give either the bought category or the bought product."))
         if bool(data.get("target_category")) == bool(data.get("target_product")):
             self.add_error(None, _("Give either the offered category or the offered product."))
         return data
 
+    # ModelForm's step after the instance is built from the form (private, not in the stubs).
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]
         _apply_errors(self, services.cross_sell_rule_check(rule=self.instance))
 
 

@@ -15,6 +15,7 @@ items in five minutes.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.utils import timezone
 
@@ -52,7 +53,7 @@ def offers_benchmark(ctx: BenchmarkContext) -> None:
     catalog = Catalog.load(at=now)
     catalog_ms = (time.perf_counter() - started) * 1000
 
-    options = {"offers": offers, "channel": "sms", "at": now, "catalog": catalog}
+    options: dict[str, Any] = {"offers": offers, "channel": "sms", "at": now, "catalog": catalog}
     small_queries = ctx.count_queries(lambda: propose(ids[:50], **options))
     full_queries = ctx.count_queries(lambda: propose(ids[:BATCH], **options))
     batches = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
@@ -96,7 +97,7 @@ def offers_benchmark(ctx: BenchmarkContext) -> None:
 
     items = PurchaseItem.objects.count()
     started = time.perf_counter()
-    result = associations_mine(lookback_days=3650, at=now)
+    mined = associations_mine(lookback_days=3650, at=now)
     mining_s = time.perf_counter() - started
     ctx.record("mining", "purchase_items", items, "items")
     ctx.record("mining", "seconds", mining_s, "s")
@@ -108,4 +109,4 @@ def offers_benchmark(ctx: BenchmarkContext) -> None:
         target=round(MINING_ITEMS_PER_S_TARGET, 2),
         higher_is_better=True,
     )
-    ctx.record("mining", "associations", result.pairs, "pairs")
+    ctx.record("mining", "associations", mined.pairs, "pairs")

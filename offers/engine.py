@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import reduce
@@ -141,7 +141,7 @@ def _eligible(offer: Offer, ids: Sequence[int], at: dt.datetime) -> set[int]:
     """One query: the clients of the batch in a target segment and in no exclusion segment.
     Each segment's query is narrowed to the batch, so it never runs over the whole table."""
 
-    def members(segment: Any) -> QuerySet[Client]:
+    def members(segment: Any) -> QuerySet[Client, Any]:
         return segment_clients(segment=segment, now=at).filter(InIds("pk", ids)).values("pk")
 
     targets = list(offer.segments.all())
@@ -495,7 +495,7 @@ def propose(
                 for p in offered
                 if p.is_control or id(p) in keep or (offer.pk, p.client_id) in holders
             ]
-        if assign_codes and offer.promo_pool_id:
+        if assign_codes and offer.promo_pool is not None:
             wanted = [p.client_id for p in offered if not p.is_control]
             codes = promo_code_assign_many(
                 pool=offer.promo_pool, client_ids=wanted, offer=offer, at=at
@@ -671,7 +671,7 @@ PARALLEL_BATCHES = 2
 
 def propose_batches(
     batches: Iterable[Sequence[int]], *, parallel: int | None = None, **options: Any
-) -> Iterator[list[Proposal]]:
+) -> Generator[list[Proposal], None, None]:
     """``propose(batch, **options)`` for each batch, yielded in order; ``batches`` is read
     lazily, one batch ahead of the work at most.
 
@@ -715,7 +715,7 @@ class _BatchPipeline:
         self.language = get_language()
         self.zone = timezone.get_current_timezone()
 
-    def results(self) -> Iterator[list[Proposal]]:
+    def results(self) -> Generator[list[Proposal], None, None]:
         threads = [
             threading.Thread(target=self._work, name=f"propose-{n}", daemon=True)
             for n in range(self.workers)

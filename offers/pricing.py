@@ -69,10 +69,11 @@ def benefit_text(kind: str, value: Decimal, wording: str = "") -> str:
         return wording
     number = Decimal(value).normalize()
     shown = f"{number:f}".replace(".", ",")
-    return {
+    texts: dict[str, str] = {
         BenefitKind.PERCENT: f"скидка {shown}%",
         BenefitKind.AMOUNT: f"скидка {shown} ₽",
         BenefitKind.POINTS: f"{shown} бонусных баллов",
         BenefitKind.GIFT: "подарок",
         BenefitKind.FREE_DELIVERY: "бесплатная доставка",
-    }.get(kind, "")
+    }
+    return texts.get(kind, "")

@@ -285,7 +285,9 @@ ASSIGN_ROUNDS = 20
 
 def _assign(
     pool: PromoPool, wanted: list[int], offer: Offer | None, at: dt.datetime
-) -> dict[int, str]:
+) -> tuple[dict[int, str], set[int]]:
+    """Codes for ``wanted`` clients, and the clients settled (given a code, or holding one
+    already, redeemed or not)."""
     held = PromoCode.objects.filter(pool=pool, client_id__in=wanted).values_list(
         "client_id", "code", "redeemed_at"
     )

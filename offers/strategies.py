@@ -38,7 +38,7 @@ History = Sequence[tuple[int, int]]
 Usable = Sequence[tuple[ProductInfo, int]]
 DAY = 86400
 
-DEFAULT_REASONS = {
+DEFAULT_REASONS: dict[str, str] = {
     ProductStrategy.FIXED: "Мы подобрали это предложение специально для вас.",
     ProductStrategy.REPLENISH: (
         "Вы покупали «{{ fact.product }}» {{ fact.days_since }} "
@@ -808,11 +808,11 @@ def _cross_sell_choice(
                 target_name = catalog.category_name(target)
             products = picks.get(index)
             if products is None:
-                candidates = (
-                    [spec.target_product]
-                    if spec.target_product is not None
-                    else catalog.offerable_in(target)
-                )
+                if spec.target_product is not None:
+                    candidates = [spec.target_product]
+                else:
+                    assert spec.target_category is not None
+                    candidates = catalog.offerable_in(spec.target_category)
                 products = picks[index] = inp.pick(candidates)
             if not products:
                 continue

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.base import (
@@ -114,7 +114,7 @@ FORLOOP_SCHEMA = {
 class SandboxEngine(Engine):
     """An engine without Django's default tags, filters and loader tags."""
 
-    default_builtins: list[str] = []
+    default_builtins: ClassVar[list[str]] = []
 
 
 PLAIN_ENGINE = SandboxEngine(loaders=[], builtins=["offers.template_library"], autoescape=False)

@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
@@ -20,7 +21,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -56,12 +57,14 @@ class RulesBuilderWidget(forms.Textarea):
             return value
         return json.dumps(value, ensure_ascii=False, indent=2)
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         attrs = {**(attrs or {}), "class": "segment-rules-json", "rows": 8}
         textarea = super().render(name, value, attrs, renderer)
-        return render_to_string(
-            "admin/segments/segment/rules_builder.html",
-            {"textarea": textarea, "builder": self.builder, "field_id": attrs.get("id", "")},
+        return mark_safe(  # a rendered template: escaped already
+            render_to_string(
+                "admin/segments/segment/rules_builder.html",
+                {"textarea": textarea, "builder": self.builder, "field_id": attrs.get("id", "")},
+            )
         )
 
 
@@ -428,8 +431,8 @@ def add_selected_to_segment(
         "form": form,
         "queryset": queryset[:10],
         "select_across": request.POST.get("select_across", "0"),
-        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "action": "add_selected_to_segment",
         "query_string": mark_safe(request.GET.urlencode()),  # noqa: S308 - urlencoded
     }

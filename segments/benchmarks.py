@@ -11,6 +11,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import connection
@@ -391,9 +392,7 @@ def segments_benchmark(ctx: BenchmarkContext) -> None:
             compiled_ms, compiled_count = _best_ms(compiled.count, repeat)
         with analytic_session():
             hand_ms, hand_count = _best_ms(
-                lambda hand_sql=hand_sql, hand_params=hand_params: _scalar(
-                    f"SELECT count(*) FROM ({hand_sql}) h", hand_params
-                ),
+                partial(_scalar, f"SELECT count(*) FROM ({hand_sql}) h", hand_params),
                 repeat,
             )
         # Same members: nothing in one set that is not in the other (ids compared in SQL).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -305,6 +305,11 @@ def _rule(rule: dict[str, Any], ctx: Context) -> Q:
 # Building blocks ----------------------------------------------------------------------------------
 
 
+def _value(rule: dict[str, Any]) -> Any:
+    """A rule's value, whose shape its operator gives (checked when the rule was saved)."""
+    return rule.get("value")
+
+
 def _exists(model: Any, *conditions: Q, **filters: Any) -> Q:
     return Q(Exists(model.objects.filter(*conditions, client_id=OuterRef("pk"), **filters)))
 
@@ -328,7 +333,7 @@ class InGrouped(Expression):
     def get_source_expressions(self) -> list[Any]:
         return [self.key]
 
-    def set_source_expressions(self, exprs: list[Any]) -> None:
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
         (self.key,) = exprs
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
@@ -454,7 +459,7 @@ def _subtree(category_ids: list[int]) -> QuerySet[Category]:
     return Category.objects.filter(Exists(roots))
 
 
-def _products_in(category_ids: list[int]) -> QuerySet[Product]:
+def _products_in(category_ids: list[int]) -> QuerySet[Product, Any]:
     return Product.objects.filter(category__in=_subtree(category_ids)).values("pk")
 
 
@@ -483,7 +488,7 @@ def _date_rule(column: str, op: str, value: Any, ctx: Context) -> Q:
 
 def _column_rule(column: str) -> Callable[[dict[str, Any], Context], Q]:
     def compile_(rule: dict[str, Any], ctx: Context) -> Q:
-        op, value = rule["operator"], rule.get("value")
+        op, value = rule["operator"], _value(rule)
         if op == "in":
             q = Q(**{f"{column}__in": value})
         elif op == "not_in":
@@ -510,7 +515,7 @@ def _strindex_positive(column: str, value: str) -> Any:
 
 
 def _age(rule: dict[str, Any], ctx: Context) -> Q:
-    op, value = rule["operator"], rule.get("value")
+    op, value = rule["operator"], _value(rule)
     if op == "is_empty":
         return Q(birth_date__isnull=True)
     if op == "is_not_empty":
@@ -532,7 +537,7 @@ def _has_children(rule: dict[str, Any], ctx: Context) -> Q:
 
 
 def _child_age(rule: dict[str, Any], ctx: Context) -> Q:
-    op, value = rule["operator"], rule.get("value")
+    op, value = rule["operator"], _value(rule)
     year = ctx.today.year
     if op == "ne":
         return _exists(Child, ~Q(birth_year=year - value))
@@ -753,8 +758,8 @@ def _event(rule: dict[str, Any], ctx: Context) -> Q:
 def _month_day_ranges(days: set[tuple[int, int]]) -> Q:
     q = Q()
     by_month: dict[int, list[int]] = {}
-    for month, day in sorted(days):
-        by_month.setdefault(month, []).append(day)
+    for month, month_day in sorted(days):
+        by_month.setdefault(month, []).append(month_day)
     for month, month_days in by_month.items():
         start = prev = month_days[0]
         for day in [*month_days[1:], None]:

@@ -541,7 +541,7 @@ def _explain_period(period: dict[str, Any] | None) -> str:
 def _explain_rule(rule: dict[str, Any], names: dict[str, dict[int, str]]) -> str:
     spec = FIELDS[rule["field"]]
     op = OPERATORS[rule["operator"]]
-    value = rule.get("value")
+    value: Any = rule.get("value")  # its shape is the operator's (checked on save)
     label = str(spec.label)
     if rule["field"] == "attribute":
         label = gettext("attribute «%(key)s»") % {"key": rule.get("key", "")}
@@ -586,11 +586,13 @@ def _explain_rule(rule: dict[str, Any], names: dict[str, dict[int, str]]) -> str
         text = f"{label} {op.label} {_fmt(spec, value, names)}"
     details = []
     if rule["field"] == "consent":
-        channel = dict(spec.params[0].choices).get(rule.get("channel"), rule.get("channel"))
-        purpose = dict(spec.params[1].choices).get(rule.get("purpose"), rule.get("purpose"))
+        channel = rule.get("channel", "")
+        purpose = rule.get("purpose", "")
+        channel = dict(spec.params[0].choices).get(channel, channel)
+        purpose = dict(spec.params[1].choices).get(purpose, purpose)
         details.append(f"({channel}, {purpose})")
     if rule["field"] == "event":
-        event_type = dict(spec.params[0].choices).get(rule.get("event_type"))
+        event_type = dict(spec.params[0].choices).get(rule.get("event_type", ""))
         details.append(f"«{event_type}»")
         for param in ("product", "category"):
             if rule.get(param):

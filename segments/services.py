@@ -131,7 +131,8 @@ def segment_add_clients(
     _require_static(segment)
     now = now or timezone.now()
     if isinstance(clients, QuerySet):
-        batches = [base_queryset().filter(pk__in=clients.values("pk")).values("id")]
+        members: QuerySet[Any, Any] = clients.values("pk")
+        batches = [base_queryset().filter(pk__in=members).values("id")]
     else:
         ids = sorted(set(clients))
         batches = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from celery import shared_task
 from django.db import OperationalError, transaction
 
@@ -28,5 +30,5 @@ def refresh_marked_segments() -> int:
     """Queue a refresh of every segment marked "refresh periodically", one task each."""
     ids = list(segments_due_for_refresh().values_list("pk", flat=True))
     for segment_id in ids:
-        transaction.on_commit(lambda segment_id=segment_id: refresh_segment.delay(segment_id))
+        transaction.on_commit(partial(refresh_segment.delay, segment_id))
     return len(ids)

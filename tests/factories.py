@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import factory
 from django.utils import timezone
 
 from crm.models import Brand, Category, Client, Product, Purchase, PurchaseItem
 from loyalty.models import LoyaltyAccount, Tier
+from offers.models import Offer, OfferVariant, PromoPool
+from segments.models import Segment
+
+_M = TypeVar("_M")
+
+if TYPE_CHECKING:
+
+    class ModelFactory(factory.django.DjangoModelFactory[_M]):
+        """Typing-only view of ``DjangoModelFactory``: calling a factory class returns the model.
+
+        At runtime ``FactoryMetaClass.__call__`` dispatches ``XFactory(**kw)`` to ``create()``
+        (the default strategy), but that metaclass method is untyped, so mypy would infer the
+        factory class itself. Declaring ``__new__`` here tells mypy the real result type.
+        """
+
+        # factory_boy's metaclass __call__ is untyped; mypy requires __new__ to return a
+        # subclass instance, but here the call really returns the model instance.
+        def __new__(cls, **kwargs: Any) -> _M: ...  # type: ignore[misc]
+
+else:
+    ModelFactory = factory.django.DjangoModelFactory
 
 
-class ClientFactory(factory.django.DjangoModelFactory):
+class ClientFactory(ModelFactory[Client]):
     class Meta:
         model = Client
 
@@ -26,7 +48,7 @@ class ClientFactory(factory.django.DjangoModelFactory):
     external_id = factory.Sequence(lambda n: f"EXT-{n:06d}")
 
 
-class CategoryFactory(factory.django.DjangoModelFactory):
+class CategoryFactory(ModelFactory[Category]):
     class Meta:
         model = Category
         skip_postgeneration_save = True
@@ -42,14 +64,14 @@ class CategoryFactory(factory.django.DjangoModelFactory):
             category_save(category=obj)
 
 
-class BrandFactory(factory.django.DjangoModelFactory):
+class BrandFactory(ModelFactory[Brand]):
     class Meta:
         model = Brand
 
     name = factory.Sequence(lambda n: f"Бренд {n}")
 
 
-class ProductFactory(factory.django.DjangoModelFactory):
+class ProductFactory(ModelFactory[Product]):
     class Meta:
         model = Product
 
@@ -61,7 +83,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     cost = Decimal("700.00")
 
 
-class PurchaseFactory(factory.django.DjangoModelFactory):
+class PurchaseFactory(ModelFactory[Purchase]):
     class Meta:
         model = Purchase
 
@@ -71,7 +93,7 @@ class PurchaseFactory(factory.django.DjangoModelFactory):
     external_id = factory.Sequence(lambda n: f"P-{n:07d}")
 
 
-class PurchaseItemFactory(factory.django.DjangoModelFactory):
+class PurchaseItemFactory(ModelFactory[PurchaseItem]):
     class Meta:
         model = PurchaseItem
 
@@ -83,7 +105,7 @@ class PurchaseItemFactory(factory.django.DjangoModelFactory):
     purchased_at = factory.SelfAttribute("purchase.purchased_at")
 
 
-class TierFactory(factory.django.DjangoModelFactory):
+class TierFactory(ModelFactory[Tier]):
     class Meta:
         model = Tier
         django_get_or_create = ("rank",)
@@ -94,7 +116,7 @@ class TierFactory(factory.django.DjangoModelFactory):
     qualifying_spend = Decimal("0")
 
 
-class LoyaltyAccountFactory(factory.django.DjangoModelFactory):
+class LoyaltyAccountFactory(ModelFactory[LoyaltyAccount]):
     class Meta:
         model = LoyaltyAccount
 
@@ -105,7 +127,7 @@ class LoyaltyAccountFactory(factory.django.DjangoModelFactory):
 # Offers (issue 5) --------------------------------------------------------------------------------
 
 
-class PromoPoolFactory(factory.django.DjangoModelFactory):
+class PromoPoolFactory(ModelFactory[PromoPool]):
     class Meta:
         model = "offers.PromoPool"
 
@@ -114,7 +136,7 @@ class PromoPoolFactory(factory.django.DjangoModelFactory):
     code_length = 8
 
 
-class OfferFactory(factory.django.DjangoModelFactory):
+class OfferFactory(ModelFactory[Offer]):
     class Meta:
         model = "offers.Offer"
 
@@ -128,7 +150,7 @@ class OfferFactory(factory.django.DjangoModelFactory):
     benefit_value = Decimal("10")
 
 
-class OfferVariantFactory(factory.django.DjangoModelFactory):
+class OfferVariantFactory(ModelFactory[OfferVariant]):
     class Meta:
         model = "offers.OfferVariant"
 
@@ -146,7 +168,7 @@ class OfferVariantFactory(factory.django.DjangoModelFactory):
 # Segments (issue 4) ------------------------------------------------------------------------------
 
 
-class SegmentFactory(factory.django.DjangoModelFactory):
+class SegmentFactory(ModelFactory[Segment]):
     """A rule segment; rules are stored as given (validate with segments.rules.validate_rules or
     create through segments.services.segment_save when they must be normalized)."""
 

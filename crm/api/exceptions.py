@@ -71,4 +71,4 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
             _("Not found."), [{"index": None, "field": "", "message": _("Not found.")}]
         )
         return JsonResponse(body, status=404)
-    return page_not_found(request, exception)  # type: ignore[arg-type]
+    return page_not_found(request, exception)

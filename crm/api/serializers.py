@@ -8,6 +8,8 @@ from rest_framework import serializers
 
 from crm.bulk import MAX_ITEMS_PER_PURCHASE
 from crm.models import (
+    Brand,
+    Category,
     Channel,
     Client,
     ClientSource,
@@ -58,7 +60,8 @@ class ClientInSerializer(serializers.Serializer):
     occupation = serializers.CharField(max_length=150, required=False, allow_blank=True)
     education = serializers.ChoiceField(Education.choices, required=False, allow_blank=True)
     attributes = serializers.DictField(required=False, help_text="Integration-specific data.")
-    source = serializers.ChoiceField(ClientSource.choices, required=False)
+    # An API field named like the attribute Field declares (the stubs see a clash; DRF does not).
+    source = serializers.ChoiceField(ClientSource.choices, required=False)  # type: ignore[assignment]
 
 
 class ProductInSerializer(serializers.Serializer):
@@ -118,7 +121,10 @@ class PurchaseInSerializer(serializers.Serializer):
         required=False,
         help_text="Used only without items; with items the total is their sum.",
     )
-    items = PurchaseItemInSerializer(many=True, required=False, max_length=MAX_ITEMS_PER_PURCHASE)
+    # ListSerializer takes max_length (DRF 3.14); the stubs do not know it.
+    items = PurchaseItemInSerializer(  # type: ignore[call-arg]
+        many=True, required=False, max_length=MAX_ITEMS_PER_PURCHASE
+    )
 
 
 class EventInSerializer(serializers.Serializer):
@@ -140,7 +146,7 @@ class ConsentInSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(Channel.choices)
     purpose = serializers.ChoiceField(ConsentPurpose.choices, required=False)
     action = serializers.ChoiceField(ConsentAction.choices)
-    source = serializers.ChoiceField(ConsentSource.choices, required=False)
+    source = serializers.ChoiceField(ConsentSource.choices, required=False)  # type: ignore[assignment]
     wording_version = serializers.CharField(max_length=50)
     occurred_at = serializers.DateTimeField(help_text="When the client said it; not in the future.")
     evidence = serializers.CharField(required=False, allow_blank=True)
@@ -159,12 +165,12 @@ class BulkResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
-    errors = ErrorItemSerializer(many=True)
+    errors = ErrorItemSerializer(many=True)  # type: ignore[assignment]  # the API's field name
 
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    errors = ErrorItemSerializer(many=True)
+    errors = ErrorItemSerializer(many=True)  # type: ignore[assignment]  # the API's field name
 
 
 class ClientListSerializer(serializers.ModelSerializer):
@@ -260,8 +266,12 @@ class ClientCardSerializer(serializers.Serializer):
 
 
 class ProductSerializer(serializers.ModelSerializer):
-    category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    category: serializers.SlugRelatedField[Category] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    brand: serializers.SlugRelatedField[Brand] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Product

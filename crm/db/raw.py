@@ -50,14 +50,17 @@ class InIds(Func):
     def __init__(self, field: str, ids: Sequence[Any], *, text: bool = False) -> None:
         super().__init__(F(field))
         self.text = text
-        self.ids = [str(i) for i in ids] if text else [int(i) for i in ids]
+        self.int_ids: list[int] = [] if text else [int(i) for i in ids]
+        self.ids: list[str] | list[int] = [str(i) for i in ids] if text else self.int_ids
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+    def as_sql(  # type: ignore[override]  # takes no function/template: its SQL is its own
+        self, compiler: Any, connection: Any, **extra: Any
+    ) -> tuple[str, list[Any]]:
         sql, params = compiler.compile(self.source_expressions[0])
         if connection.vendor == "postgresql":
             if self.text:
                 return f"{sql} = ANY(%s::text[])", [*params, self.ids]
-            return f"{sql} = ANY(%s::bigint[])", [*params, pg_int_array(self.ids)]
+            return f"{sql} = ANY(%s::bigint[])", [*params, pg_int_array(self.int_ids)]
         if connection.vendor == "sqlite":
             return f"{sql} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(self.ids)]
         placeholders = ", ".join(["%s"] * len(self.ids)) or "NULL"  # pragma: no cover

@@ -33,4 +33,4 @@ def get_backend(channel: str, **overrides: Any) -> BaseBackend:
     path_setting, options_setting = _SETTINGS[Channel(channel)]
     backend_class = import_string(getattr(settings, path_setting))
     options = {**getattr(settings, options_setting, {}), **overrides}
-    return backend_class(channel=channel, **options)  # type: ignore[no-any-return]
+    return backend_class(channel=channel, **options)

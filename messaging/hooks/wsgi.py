@@ -30,7 +30,9 @@ class HooksHandler(WSGIHandler):
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []
         self._exception_middleware: list[Any] = []
-        self._middleware_chain = convert_exception_to_response(self._get_response)
+        # BaseHandler._get_response is what load_middleware wraps; the stubs leave it out.
+        get_response = self._get_response  # type: ignore[attr-defined]
+        self._middleware_chain = convert_exception_to_response(get_response)
 
 
 def with_hooks(site: WSGIApp, hooks: WSGIApp | None = None) -> WSGIApp:

@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         hex_ids=args.hex_ids,
         receipt_delay=args.receipt_delay,
         journal=args.journal,
-        mo=[tuple(item.split(":", 2)) for item in args.mo],  # type: ignore[misc]
+        mo=[tuple(item.split(":", 2)) for item in args.mo],
     )
     stats = asyncio.run(simulator.serve())
     print(  # noqa: T201 - a command-line tool's summary

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -221,7 +221,7 @@ class _CandidateBuilder:
         self.policy = policy
         self.catalog: Any = None
         # Proposals computed ahead for the batches the planner is about to read, in order.
-        self._ahead: Iterator[list[Proposal]] | None = None
+        self._ahead: Generator[list[Proposal], None, None] | None = None
         self._ahead_batches: deque[list[int]] = deque()
         self.templates = (
             plain_templates(

@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -143,8 +144,11 @@ def _pg_record_sql() -> str:
     a report may name a Message that is gone, or never was ours, and is kept unattached."""
     meta = GatewayEvent._meta
     quote = connection.ops.quote_name
-    fields = [meta.get_field("message" if c == "message_id" else c) for c in _RECORD_COLUMNS]
-    columns = ", ".join(quote(f.column) for f in fields)
+    fields = [
+        cast("Field[Any, Any]", meta.get_field("message" if c == "message_id" else c))
+        for c in _RECORD_COLUMNS
+    ]
+    columns = ", ".join(quote(str(f.column)) for f in fields)
     types = ", ".join(
         f"{c} {f.db_type(connection)}" for c, f in zip(_RECORD_COLUMNS, fields, strict=True)
     )

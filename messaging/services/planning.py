@@ -275,7 +275,7 @@ def _insert(rows: list[PlannedMessage]) -> None:
             batch_size=2000,
         )
         return
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in _COPY_FIELDS)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in _COPY_FIELDS)
     table = connection.ops.quote_name(Message._meta.db_table)
     json_fields = {f.attname for f in _COPY_FIELDS if f.get_internal_type() == "JSONField"}
     with (
@@ -529,7 +529,8 @@ def _learned_parts(
     since = db_datetime(now - dt.timedelta(days=365))
     if connection.vendor == "postgresql":
         hour = "EXTRACT(HOUR FROM purchased_at AT TIME ZONE 'UTC')::int"
-        ids_sql, params = "client_id = ANY(%s::bigint[])", [pg_int_array(wanted)]
+        ids_sql = "client_id = ANY(%s::bigint[])"
+        params: list[Any] = [pg_int_array(wanted)]
     else:
         hour = "CAST(strftime('%%H', purchased_at) AS INTEGER)"
         ids_sql = f"client_id IN ({','.join(['%s'] * len(wanted))})"

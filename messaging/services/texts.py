@@ -59,7 +59,7 @@ def render_texts(templates: Templates, context: Mapping[str, Any]) -> dict[str, 
 
 def json_safe(products: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Products as stored on the message: JSON-safe (prices as strings)."""
-    return json.loads(json.dumps(list(products), default=str))  # type: ignore[no-any-return]
+    return json.loads(json.dumps(list(products), default=str))
 
 
 def proposal_candidate(p: Proposal, **extra: Any) -> Candidate:

@@ -550,7 +550,8 @@ def _find_win_back(run: _Run, scenario: TriggerScenario) -> list[Proposed]:
     ]
 
 
-def _with_last_purchase(clients: QuerySet[Client]) -> QuerySet[Client]:
+def _with_last_purchase(clients: QuerySet[Client]) -> QuerySet[Any]:
+    # QuerySet[Any]: the type checker cannot see the annotations' names.
     """Clients annotated with their latest purchase: ``last_id`` and ``last_at``."""
     latest = Purchase.objects.filter(client_id=OuterRef("pk")).order_by("-purchased_at", "-id")
     return clients.annotate(

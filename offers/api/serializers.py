@@ -5,11 +5,16 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from offers.models import Offer, PromoCode
+from segments.models import Segment
 
 
 class OfferSerializer(serializers.ModelSerializer):
-    segments = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
-    exclude_segments = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    segments: serializers.PrimaryKeyRelatedField[Segment] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True
+    )
+    exclude_segments: serializers.PrimaryKeyRelatedField[Segment] = (
+        serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    )
     channels = serializers.ListField(child=serializers.CharField())
     variants = serializers.SerializerMethodField()
 

@@ -18,7 +18,7 @@ RULES_HELP = (
 class SegmentOutSerializer(serializers.ModelSerializer):
     class Meta:
         model = Segment
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "description",
@@ -38,7 +38,7 @@ class SegmentDetailSerializer(SegmentOutSerializer):
 
     class Meta(SegmentOutSerializer.Meta):
         fields = (*SegmentOutSerializer.Meta.fields, "explanation")
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_explanation(self, obj: Segment) -> str:
         return explain_rules(obj.rules) if obj.kind == SegmentKind.RULES else ""

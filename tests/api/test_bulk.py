@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -252,8 +253,11 @@ def purchase(external_id: str = "R1", **extra: object) -> dict[str, object]:
 
 
 def test_purchases_are_stored_with_denormalized_items_and_queue_accrual(
-    integration, shop, django_capture_on_commit_callbacks, monkeypatch
-):
+    integration: APIClient,
+    shop: dict[str, Any],
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     queued: list[list[int]] = []
 
     class FakeTask:

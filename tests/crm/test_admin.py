@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from django.apps import apps
@@ -157,7 +158,9 @@ def test_consent_added_on_the_client_page_goes_through_the_service(world: dict) 
     assert response.status_code == 302, response.content[:2000]
     state = Consent.objects.get(client=client, channel="sms")
     assert state.is_granted is False
-    assert ConsentEvent.objects.filter(client=client).latest("id").actor.username == "root"
+    actor = ConsentEvent.objects.filter(client=client).latest("id").actor
+    assert actor is not None
+    assert actor.username == "root"
 
 
 def test_operator_reads_clients_and_records_consent_but_changes_nothing_else(world: dict) -> None:
@@ -244,7 +247,7 @@ def test_saving_the_client_page_with_a_consent_row_records_it(world: dict) -> No
     url = reverse("admin:crm_client_change", args=[client.pk])
     data = _form_data(http.get(url))
     prefix = "consent_events"
-    row = int(data[f"{prefix}-INITIAL_FORMS"])  # type: ignore[arg-type]
+    row = int(cast(int, data[f"{prefix}-INITIAL_FORMS"]))  # the management form's initial count
     data[f"{prefix}-TOTAL_FORMS"] = str(row + 1)
     data.update(
         {

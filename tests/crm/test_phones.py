@@ -20,6 +20,7 @@ def _samples(count: int) -> list[tuple[int, str]]:
         example = phonenumbers.example_number_for_type(rnd.choice(regions), rnd.choice(kinds))
         if example is None:
             continue
+        assert example.country_code is not None  # example numbers always carry their code
         national = phonenumbers.national_significant_number(example)
         if national.startswith("0"):
             continue

@@ -215,7 +215,9 @@ def test_export_is_audited_and_its_queries_do_not_grow_with_clients(
     entries = AuditLog.objects.filter(action="data_exported")
     assert entries.count() == 32
     assert set(entries.values_list("actor__username", flat=True)) == {"marketer"}
-    assert entries.first().changes == {"scope": "personal_data", "format": "json"}
+    entry = entries.first()
+    assert entry is not None
+    assert entry.changes == {"scope": "personal_data", "format": "json"}
 
 
 def test_csv_export_is_one_long_table_safe_for_spreadsheets() -> None:
@@ -424,6 +426,7 @@ def test_retention_anonymizes_in_batches_and_says_when_more_remain(settings: Any
     assert (second.anonymized, second.more) == (1, False)
     assert Client.objects.filter(is_anonymized=True).count() == len(clients)
     entry = AuditLog.objects.filter(action="client_anonymized").first()
+    assert entry is not None
     assert (entry.actor_id, entry.actor_label) == (None, "retention")
     assert entry.changes == {"reason": "retention: 3 years"}
 

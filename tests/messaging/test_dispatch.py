@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.core import mail
+from django.core.mail import EmailMultiAlternatives
 
 from crm.models import Channel, Consent
 from messaging.backends import locmem
@@ -186,10 +187,10 @@ def test_email_carries_html_text_and_one_click_unsubscribe(world: World, client:
     dispatch_due(now=NOW)
 
     assert len(mail.outbox) == 5
-    letter = mail.outbox[0]
+    letter = cast(EmailMultiAlternatives, mail.outbox[0])  # e-mails are sent with an HTML part
     assert letter.to == [messages[0].recipient]
     assert letter.subject == messages[0].subject
-    html = letter.alternatives[0][0]
+    html = cast(str, letter.alternatives[0][0])
     unsubscribe = letter.extra_headers["List-Unsubscribe"].strip("<>")
     assert letter.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert unsubscribe in html and unsubscribe in letter.body

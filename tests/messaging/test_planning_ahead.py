@@ -4,6 +4,8 @@ batch."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from messaging.models import Message
@@ -15,7 +17,9 @@ from tests.messaging.conftest import NOW, make_world
 pytestmark = [pytest.mark.usefixtures("postgres"), pytest.mark.django_db(transaction=True)]
 
 
-def _plan(parallel: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+def _plan(
+    parallel: int, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, str, dt.datetime, str]]:
     monkeypatch.setattr(engine, "PARALLEL_BATCHES", parallel)
     world = make_world(n=11)
     run = campaign_run_plan(

@@ -195,6 +195,7 @@ def _check(policy: Policy, people: Any, runs: Any, withdrawals: list[bool]) -> N
     for m in Message.objects.filter(pk__in=[p.pk for p in planned]):
         if m.status == MessageStatus.SENT:
             assert (m.client_id, m.channel) in granted_now
+            assert m.sent_at is not None
             assert _local_ok(policy, m.channel, m.sent_at, zone_of[m.client_id])
         else:
             assert m.status in (MessageStatus.CANCELLED, MessageStatus.PLANNED)

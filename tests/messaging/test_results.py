@@ -638,7 +638,8 @@ def test_csv_and_xlsx_exports_hold_the_report_figures() -> None:
     http = staff(MARKETER)
     url = reverse("reports:campaign", args=[world.campaign.pk])
 
-    response = http.get(url, {"run": run.pk, "format": "csv"})
+    csv_query: dict[str, str | int] = {"run": run.pk, "format": "csv"}
+    response = http.get(url, csv_query)
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
@@ -648,7 +649,8 @@ def test_csv_and_xlsx_exports_hold_the_report_figures() -> None:
     assert treated[header.index("conversions")] == "2"
     assert treated[header.index("revenue")] == "2700.00"
 
-    response = http.get(url, {"run": run.pk, "format": "xlsx"})
+    xlsx_query: dict[str, str | int] = {"run": run.pk, "format": "xlsx"}
+    response = http.get(url, xlsx_query)
     assert response["Content-Type"].startswith(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     )
@@ -658,7 +660,8 @@ def test_csv_and_xlsx_exports_hold_the_report_figures() -> None:
     assert summary[1][header.index("revenue")] == pytest.approx(2700)
     assert len(book.worksheets) == 2
 
-    dashboard_csv = http.get(reverse("reports:dashboard"), {"format": "csv", "days": 730})
+    dashboard_query: dict[str, str | int] = {"format": "csv", "days": 730}
+    dashboard_csv = http.get(reverse("reports:dashboard"), dashboard_query)
     assert dashboard_csv.status_code == 200
     assert world.campaign.name in dashboard_csv.content.decode("utf-8-sig")
     assert report_tables(campaign_report(run))

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 from zoneinfo import ZoneInfo
 
@@ -122,6 +122,7 @@ def test_abandoned_cart_fires_after_the_delay_for_carts_not_bought_or_removed(w:
     assert fired(cart) == {a.pk: (f"cart:{latest.pk}", 0, FiringStatus.PLANNED, "")}
     assert first.pk != latest.pk
     message = Message.objects.get()
+    assert message.firing is not None
     assert message.client_id == a.pk and message.firing.scenario_id == cart.pk
     assert message.text == f"{a.first_name}, Корм Purina One, 1,5 кг ждёт вас"
     assert message.reason == "Left “Корм Purina One, 1,5 кг” in the cart."
@@ -357,7 +358,9 @@ def test_only_the_highest_priority_scenario_speaks(w: World) -> None:
     assert fired(browse)[a.pk][2] == FiringStatus.PLANNED
     assert b.pk not in fired(browse)  # carted after viewing: the cart scenario's business
     assert result.counts(browse).suppressed == Counter({"lower_priority": 1})
-    assert Message.objects.filter(client=w.clients[2]).get().firing.scenario_id == cart.pk
+    firing = Message.objects.filter(client=w.clients[2]).get().firing
+    assert firing is not None
+    assert firing.scenario_id == cart.pk
 
 
 def test_a_recent_trigger_message_outranks_lower_scenarios_within_the_window(w: World) -> None:
@@ -410,7 +413,7 @@ def test_a_higher_scenario_cancels_a_lower_message_that_has_not_gone_yet(w: Worl
     assert fired(cart)[a.pk][2:] == (FiringStatus.SUPPRESSED, "lower_priority")
     assert fired(top)[a.pk][2] == FiringStatus.PLANNED
     going = Message.objects.filter(client=a, status__in=[MessageStatus.PLANNED])
-    assert [m.firing.scenario_id for m in going] == [top.pk]
+    assert [cast(TriggerFiring, m.firing).scenario_id for m in going] == [top.pk]
     assert result.outranked == 1
     assert result.counts(cart).suppressed == Counter({"lower_priority": 1})
 

@@ -45,7 +45,7 @@ def test_batches_in_parallel_give_what_one_by_one_gives(shop: Any, buy: Any) -> 
     offers = _offers(shop)
     ids = sorted(c.pk for c in clients)
     batches = [ids[start : start + 6] for start in range(0, len(ids), 6)]
-    options = {"offers": offers, "channel": "sms", "at": NOW}
+    options: dict[str, Any] = {"offers": offers, "channel": "sms", "at": NOW}
 
     assert batches_in_parallel()
     together = list(propose_batches(batches, parallel=2, **options))
@@ -105,6 +105,6 @@ def test_a_reader_that_stops_early_stops_the_threads_and_reads_no_further() -> N
 
     results = propose_batches(batches(), parallel=2, at=NOW)
     assert next(results) == []
-    results.close()  # type: ignore[attr-defined]
+    results.close()
     assert not _propose_threads()
     assert len(read) <= 4  # the batch read and at most two ahead (plus one being taken)

@@ -78,7 +78,7 @@ def test_redeem_once_by_its_owner_only():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_assignment_never_hands_a_code_out_twice(postgres):
+def test_concurrent_assignment_never_hands_a_code_out_twice(postgres: None) -> None:
     # given a pool of 400 codes and 4 workers, each assigning to 150 clients of which 50 are
     # shared with another worker
     pool = PromoPoolFactory()

@@ -49,6 +49,12 @@ def ago(**kwargs: float) -> dt.datetime:
 
 
 class World(dict):
+    # Set as plain attributes by the ``world`` fixture; everything else is read through the dict.
+    whiskas_food: Product
+    own_food: Product
+    laptop: Product
+    dog_toy: Product
+
     def __getattr__(self, name: str) -> Any:
         return self[name]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -68,6 +69,7 @@ def test_marketer_saves_rules_and_sees_the_explanation(world: World) -> None:
     assert response.status_code == 302, response.content.decode()[:3000]
     segment = Segment.objects.get()
     assert segment.rules["rules"][1]["value"] == ["Санкт-Петербург"]
+    assert segment.created_by is not None
     assert segment.created_by.username == "marketer"
     page = http.get(reverse("admin:segments_segment_change", args=[segment.pk]))
     assert page.status_code == 200
@@ -156,9 +158,10 @@ def test_upload_a_static_list(world: World) -> None:
     upload = SimpleUploadedFile("list.csv", b"phone\n+7 916 111-22-44\nvera@example.ru\n")
     response = http.post(url, {"file": upload, "identifier": "auto"})
     assert response.status_code == 302
-    assert sorted(
-        SegmentMember.objects.filter(segment=segment).values_list("client__external_id", flat=True)
-    ) == ["boris", "vera"]
+    external_ids = SegmentMember.objects.filter(segment=segment).values_list(
+        "client__external_id", flat=True
+    )
+    assert sorted(cast("Iterable[str]", external_ids)) == ["boris", "vera"]
 
 
 def test_add_selected_clients_to_a_static_segment_from_the_client_list(world: World) -> None:
@@ -180,9 +183,10 @@ def test_add_selected_clients_to_a_static_segment_from_the_client_list(world: Wo
         },
     )
     assert done.status_code == 302
-    assert sorted(
-        SegmentMember.objects.filter(segment=segment).values_list("client__external_id", flat=True)
-    ) == ["anna", "gleb"]
+    external_ids = SegmentMember.objects.filter(segment=segment).values_list(
+        "client__external_id", flat=True
+    )
+    assert sorted(cast("Iterable[str]", external_ids)) == ["anna", "gleb"]
 
     http.post(
         changelist,

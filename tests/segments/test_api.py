@@ -16,7 +16,7 @@ from tests.segments.conftest import World
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/segments/"
-WOMEN_IN_SPB = {
+WOMEN_IN_SPB: dict[str, Any] = {
     "match": "all",
     "rules": [
         {"field": "gender", "operator": "in", "value": ["f"]},

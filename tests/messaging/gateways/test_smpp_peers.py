@@ -165,5 +165,7 @@ def test_kannel_over_smpp_2000_messages_zero_miscorrelated_reports(
         assert sequence == {"delivered": "1", "undelivered": "2", "failed": "16"}[expected]
         if expected != MessageStatus.FAILED:
             # The receipt Kannel attached to our dlr-url names the SMSC id of this very number
-            smsc_id = re.search(r"id:(\w+)", payload["reply"]).group(1)
+            receipt = re.search(r"id:(\w+)", payload["reply"])
+            assert receipt is not None
+            smsc_id = receipt.group(1)
             assert truth[smsc_id].lstrip("+") == message.recipient.lstrip("+")
