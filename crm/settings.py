@@ -166,8 +166,9 @@ PHONENUMBER_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="RU")
 PHONENUMBER_DB_FORMAT = "E164"
 PHONENUMBER_DEFAULT_FORMAT = "INTERNATIONAL"
 
-# Celery: a filesystem broker by default (no server); redis:// or amqp:// in production.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Celery: a filesystem broker by default (no server); redis:// or amqp:// in production. The
+# host means nothing to it (the folders below do), but without one kombu warns at every connect.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
