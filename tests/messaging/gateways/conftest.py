@@ -88,14 +88,20 @@ def pg_live(postgres: None, live_server: Any, settings: Any, monkeypatch: Any) -
 
 
 @pytest.fixture
-def pg_web(postgres: None, tmp_path: Path, settings: Any) -> Iterator[WebServer]:
-    """Lichno as production serves it (granian, ``crm.wsgi:application``) on the test database,
-    for peers to call back; tasks the hooks schedule run in its workers."""
+def pg_web_start(
+    postgres: None, tmp_path: Path, settings: Any
+) -> Iterator[Callable[..., WebServer]]:
+    """Start Lichno as production serves it (granian, ``crm.wsgi:application``) on the test
+    database, for peers to call back (tasks the hooks schedule run in its workers); on a given
+    port, or a free one. Stopped when the test ends."""
     db = connections["default"].settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    server = web_start(
-        WebConfig(
-            workdir=tmp_path / "web",
+    settings.HOOKS_KANNEL_SECRET = SECRET  # our side writes it into each dlr-url
+    started: list[WebServer] = []
+
+    def start(port: int | None = None) -> WebServer:
+        config = WebConfig(
+            workdir=tmp_path / f"web{len(started)}",
             env={
                 "DATABASE_URL": url,
                 "HOOKS_KANNEL_SECRET": SECRET,
@@ -104,12 +110,20 @@ def pg_web(postgres: None, tmp_path: Path, settings: Any) -> Iterator[WebServer]
                 "CELERY_TASK_ALWAYS_EAGER": "true",
             },
         )
-    )
-    settings.HOOKS_KANNEL_SECRET = SECRET  # our side writes it into each dlr-url
-    try:
-        yield server
-    finally:
+        if port is not None:
+            config.port = port
+        started.append(web_start(config))
+        return started[-1]
+
+    yield start
+    for server in started:
         server.stop()
+
+
+@pytest.fixture
+def pg_web(pg_web_start: Callable[..., WebServer]) -> WebServer:
+    """Lichno served as in production on the test database (see ``pg_web_start``)."""
+    return pg_web_start()
 
 
 def sms_messages(

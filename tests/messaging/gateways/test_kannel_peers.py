@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +14,7 @@ from crm.models import Channel, Consent, ConsentSource
 from messaging.models import EventKind, GatewayEvent, Message, MessageStatus
 from messaging.models import InboundSms as InboundSmsRow
 from messaging.peers.kannel import mo_text_ucs2
+from messaging.peers.process import free_port
 from messaging.services.dispatch import dispatch_due
 from messaging.services.events import gateway_events_sweep
 from tests.messaging.gateways.conftest import daytime_now, sms_messages, wait_until
@@ -80,6 +82,45 @@ def test_campaign_of_500_sms_every_dlr_attached_to_its_message(
         assert message.status == MessageStatus.DELIVERED
         assert message.delivered_at is not None
         assert message.provider_id == f"kannel-{message.pk}"
+
+
+def test_reports_sent_while_lichno_is_down_arrive_once_it_is_back(
+    pg_web_start: Any, kannel: Any, settings: Any
+) -> None:
+    # Given Kannel calling back a Lichno that is not up (a restart, a deploy)
+    port = free_port()
+    peers = kannel(hooks_base=f"http://127.0.0.1:{port}/hooks/kannel")
+    settings.SMS_BACKEND = "messaging.backends.kannel.KannelBackend"
+    settings.SMS_BACKEND_OPTIONS = {
+        "url": peers.config.sendsms_url,
+        "dlr_url": f"http://127.0.0.1:{port}/hooks/kannel/dlr",
+    }
+    messages = sms_messages(20, text=_text, phone=lambda i: f"+7916710{i:04d}")
+    ids = {m.pk for m in messages}
+    assert dispatch_due(channels=[Channel.SMS], now=daytime_now()).counts["sent"] == 20
+
+    # When every "delivered" report has failed once, and Lichno comes back
+    def failed_once() -> set[int]:
+        logs = "".join(p.read_text(errors="replace") for p in peers.config.workdir.glob("smsbox*"))
+        return {
+            int(i) for i in re.findall(r"Couldn't fetch <[^>]*dlr\?id=(\d+)&[^>]*type=1&", logs)
+        }
+
+    wait_until(lambda: failed_once() == ids, timeout=30, what="a failed callback per message")
+    pg_web_start(port=port)
+
+    # Then smsbox's retries bring every report, each attached to its message once
+    def delivered() -> bool:
+        gateway_events_sweep()
+        return Message.objects.filter(pk__in=ids, status=MessageStatus.DELIVERED).count() == 20
+
+    wait_until(delivered, timeout=60, what="the retried delivery reports")
+    reports = list(
+        GatewayEvent.objects.filter(provider="kannel", sequence="1").values_list(
+            "message_id", flat=True
+        )
+    )
+    assert sorted(reports) == sorted(ids)
 
 
 def test_mo_stop_withdraws_consent_and_confirms_once(
