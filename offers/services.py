@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -364,7 +364,14 @@ def promo_code_redeem(
         promo.redeemed_at = at
         promo.redeemed_purchase = purchase
         promo.save(update_fields=["redeemed_at", "redeemed_purchase"])
+        for handler in PROMO_REDEMPTION_HANDLERS:
+            handler([promo])
     return promo
+
+
+# Called in the redeeming transaction with the codes just used: messaging cancels the messages
+# still waiting to offer them (a redeemed code is never offered again; offers knows no outbox).
+PROMO_REDEMPTION_HANDLERS: list[Callable[[Sequence[PromoCode]], None]] = []
 
 
 # Mined associations ----------------------------------------------------------------------------

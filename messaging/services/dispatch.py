@@ -11,7 +11,8 @@ A chunk goes through two transactions:
    number, so two workers never both take a number's last call); hand the rest to the backend;
    record each outcome; commit. A withdrawal (which updates the consent row) therefore either
    commits before this check and the message is cancelled, or waits until the send is recorded —
-   never a send after a withdrawal.
+   never a send after a withdrawal. Promo codes the same way: the chunk's code rows are locked
+   ``FOR SHARE``, so a code redeemed meanwhile cancels its message or waits for the send.
 
 A ``queued`` message whose lease expired (its worker died between claim and record) is
 recovered: if the backend can say which messages it accepted (``lookup``), those become ``sent``
@@ -47,8 +48,9 @@ from messaging.models import (
     TimeTarget,
 )
 from messaging.selectors_calls import earliest_by_caps, number_dials, numbers_blocked
-from messaging.services.outbox import unsubscribe_token
+from messaging.services.outbox import PROMO_CODE_REDEEMED, unsubscribe_token
 from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
+from offers.models import PromoCode
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ def _claim(*, channels: Sequence[str] | None, now: dt.datetime, limit: int) -> l
             "recipient",
             "subject",
             "text",
+            "promo_code",
             "status",
             "attempts",
             "scheduled_for",
@@ -193,6 +196,28 @@ def consents_in_force(messages: Sequence[Message]) -> set[tuple[int, str]]:
             ).values_list("client_id", "channel", "is_granted")
         )
     return {(client, channel) for client, channel, granted in rows if granted}
+
+
+def promo_codes_redeemed(messages: Sequence[Message]) -> set[str]:
+    """The chunk's promo codes already redeemed; on PostgreSQL every code row of the chunk is
+    locked ``FOR SHARE`` until commit, so a redemption (``FOR UPDATE``) waits for the send."""
+    codes = sorted({m.promo_code for m in messages if m.promo_code})
+    if not codes:
+        return set()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Every row, redeemed or not: a redemption (FOR UPDATE) waits for this send.
+            cursor.execute(
+                f"SELECT code, redeemed_at IS NOT NULL FROM {PromoCode._meta.db_table} "
+                "WHERE code = ANY(%s::text[]) FOR SHARE",
+                [codes],
+            )
+            return {code for code, redeemed in cursor.fetchall() if redeemed}
+    return set(  # SQLite: the IMMEDIATE transaction already excludes every other writer.
+        PromoCode.objects.filter(code__in=codes, redeemed_at__isnull=False).values_list(
+            "code", flat=True
+        )
+    )
 
 
 def _outgoing(message: Message) -> OutgoingMessage:
@@ -239,13 +264,14 @@ def _send_chunk(
         _throttle(_backend(channel, backends), group)
     with transaction.atomic():
         granted = consents_in_force(messages)
+        used = promo_codes_redeemed(messages)
         numbers = [m.recipient for m in messages if m.channel == Channel.CALL]
         blocked = numbers_blocked(numbers)
         # First attempts and retries alike count against the number's caps.
         dials = number_dials(numbers, now=now, lock=True)
         ready: list[Message] = []
         for message in messages:
-            verdict = _recheck(message, policy, now, granted, blocked, dials)
+            verdict = _recheck(message, policy, now, granted, used, blocked, dials)
             if verdict:
                 counts[verdict] += 1
             else:
@@ -268,18 +294,24 @@ def _recheck(
     policy: Policy,
     now: dt.datetime,
     granted: set[tuple[int, str]],
+    used: set[str],
     blocked: set[str],
     dials: dict[str, list[dt.datetime]],
 ) -> str:
-    """Right before sending: consent, expiry, blocked number, quiet hours, a call's per-number
-    caps. Returns the verdict for a message that must not go now ('' for one that may), having
-    set its new state. A call let through is added to ``dials``, so the chunk's next call to the
-    same number counts it."""
+    """Right before sending: consent, a promo code used meanwhile, expiry, blocked number, quiet
+    hours, a call's per-number caps. Returns the verdict for a message that must not go now (''
+    for one that may), having set its new state. A call let through is added to ``dials``, so
+    the chunk's next call to the same number counts it."""
     message.updated_at = now
     message.claimed_until = None
     if not message.is_transactional and (message.client_id, message.channel) not in granted:
         message.status = MessageStatus.CANCELLED
         message.status_reason = "no consent at send time"
+        return "cancelled"
+    if message.promo_code and message.promo_code in used:
+        # Redeemed since planning: the client has taken this offer (invariant 6).
+        message.status = MessageStatus.CANCELLED
+        message.status_reason = PROMO_CODE_REDEEMED
         return "cancelled"
     if message.expires_at is not None and message.expires_at <= now:
         message.status = MessageStatus.EXPIRED

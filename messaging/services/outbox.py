@@ -17,8 +17,10 @@ from django.utils import timezone
 from crm.models import Channel, ConsentAction, ConsentEvent, ConsentPurpose, ConsentSource
 from crm.services import ConsentChange, consent_record_many
 from messaging.models import PENDING_STATUSES, LinkClick, Message, MessageStatus
+from offers.models import PromoCode
 
 UNSUBSCRIBE_SALT = "messaging.unsubscribe"
+PROMO_CODE_REDEEMED = "promo code redeemed"
 
 
 def messages_cancel_for_consent_events(events: Sequence[ConsentEvent]) -> None:
@@ -37,6 +39,15 @@ def messages_cancel_for_consent_events(events: Sequence[ConsentEvent]) -> None:
         status=MessageStatus.CANCELLED,
         status_reason="consent withdrawn",
         updated_at=timezone.now(),
+    )
+
+
+def messages_cancel_for_redeemed_codes(codes: Sequence[PromoCode]) -> None:
+    """offers' redemption hook: messages still waiting to offer a code just used are cancelled,
+    in one statement (dispatch checks again at send time, under a lock on the code)."""
+    matches = reduce(or_, (Q(client_id=c.client_id, promo_code=c.code) for c in codes))
+    Message.objects.filter(matches, status__in=PENDING_STATUSES).update(
+        status=MessageStatus.CANCELLED, status_reason=PROMO_CODE_REDEEMED, updated_at=timezone.now()
     )
 
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any, cast
 
 import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.db import connection, transaction
 
 from crm.models import Channel, Consent
 from messaging.backends import locmem
 from messaging.models import Message, MessageStatus
 from messaging.services.campaigns import campaign_run_plan, campaign_run_start
-from messaging.services.dispatch import dispatch_due, recover_stale_claims
+from messaging.services.dispatch import dispatch_due, promo_codes_redeemed, recover_stale_claims
 from messaging.services.outbox import transactional_message_create
+from offers.models import PromoCode
+from offers.services import promo_code_redeem, promo_pool_generate
+from tests.factories import PromoPoolFactory
 from tests.messaging.conftest import MSK, NOW, World, withdraw
 
 pytestmark = pytest.mark.django_db
@@ -238,3 +243,75 @@ def test_dispatch_queries_do_not_grow_with_the_chunk() -> None:
 
     small, large = queries(5), queries(60)
     assert small == large <= 16
+
+
+# A promo code used after planning (invariant 6) ----------------------------------------------
+
+
+def planned_with_codes(world: World) -> list[Message]:
+    pool = PromoPoolFactory()
+    promo_pool_generate(pool=pool, count=10)
+    world.offer.promo_pool = pool
+    world.offer.save()
+    messages = planned(world)
+    assert all(m.promo_code for m in messages)
+    return messages
+
+
+def test_redeeming_a_code_cancels_the_message_still_waiting_to_offer_it(world: World) -> None:
+    first, *others = planned_with_codes(world)
+
+    promo_code_redeem(code=first.promo_code, client_id=first.client_id)
+
+    first.refresh_from_db()
+    assert (first.status, first.status_reason) == (MessageStatus.CANCELLED, "promo code redeemed")
+    assert dispatch_due(now=NOW).counts == {"sent": 4}
+    assert all(first.promo_code not in m.text for m in locmem.outbox)
+    assert {m.id for m in locmem.outbox} == {m.pk for m in others}
+
+
+def test_a_code_used_after_the_claim_is_checked_again_right_before_sending(world: World) -> None:
+    first, *_ = planned_with_codes(world)
+    # Redeemed without the hook (a direct data fix, or a redemption between claim and send).
+    PromoCode.objects.filter(code=first.promo_code).update(redeemed_at=NOW)
+
+    result = dispatch_due(now=NOW)
+
+    assert result.counts == {"sent": 4, "cancelled": 1}
+    first.refresh_from_db()
+    assert (first.status, first.status_reason) == (MessageStatus.CANCELLED, "promo code redeemed")
+    assert all(first.promo_code not in m.text for m in locmem.outbox)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redemption_waits_for_a_send_that_read_its_code(postgres: None, world: World) -> None:
+    first, *_ = planned_with_codes(world)
+    reading, release = threading.Event(), threading.Event()
+
+    def sending() -> None:  # dispatch's send transaction, past its check of the chunk's codes
+        try:
+            with transaction.atomic():
+                assert promo_codes_redeemed([first]) == set()
+                reading.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def redeeming() -> None:
+        try:
+            promo_code_redeem(code=first.promo_code, client_id=first.client_id)
+        finally:
+            connection.close()
+
+    sender, redeemer = threading.Thread(target=sending), threading.Thread(target=redeeming)
+    sender.start()
+    assert reading.wait(timeout=10)
+    redeemer.start()
+    redeemer.join(timeout=1.0)
+    waited = redeemer.is_alive()
+    release.set()
+    sender.join(timeout=30)
+    redeemer.join(timeout=30)
+
+    assert waited, "the redemption did not wait for the send that had read the code"
+    assert PromoCode.objects.get(code=first.promo_code).redeemed_at is not None
