@@ -158,6 +158,12 @@ class CampaignStatus(models.TextChoices):
     FINISHED = "finished", _("finished")
 
 
+OFFER_NOT_TRANSACTIONAL = _(
+    "An offer is marketing: a campaign with an offer cannot be transactional, which would skip "
+    "consent, caps and quiet hours."
+)
+
+
 class Campaign(TimeStamped):
     name = models.CharField(_("name"), max_length=200, unique=True)
     offer = models.ForeignKey(
@@ -247,6 +253,14 @@ class Campaign(TimeStamped):
     class Meta:
         verbose_name = _("campaign")
         verbose_name_plural = _("campaigns")
+        constraints = [
+            # Transactional messages skip consent, caps and quiet hours; an offer never may.
+            models.CheckConstraint(
+                condition=Q(is_transactional=False) | Q(offer__isnull=True),
+                name="campaign_offer_is_not_transactional",
+                violation_error_message=OFFER_NOT_TRANSACTIONAL,
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

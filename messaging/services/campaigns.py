@@ -22,6 +22,7 @@ from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
 from crm.models import Channel
 from messaging.models import (
+    OFFER_NOT_TRANSACTIONAL,
     Campaign,
     CampaignRun,
     CampaignStatus,
@@ -62,6 +63,8 @@ def campaign_validate(campaign: Campaign, *, at: dt.datetime | None = None) -> N
     if not campaign_segments(campaign):
         raise CampaignError(_("Choose an audience: a segment, or an offer with segments."))
     offer = campaign.offer
+    if offer is not None and campaign.is_transactional:
+        raise CampaignError(OFFER_NOT_TRANSACTIONAL)
     if offer is not None:
         if offer.status != "active" or not (offer.starts_at <= at < offer.ends_at):
             raise CampaignError(_("The offer is not active now."))

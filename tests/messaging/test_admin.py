@@ -465,3 +465,17 @@ def test_scenario_form_requires_a_text_per_channel() -> None:
     data["channels_1"] = ""
     assert http.post(reverse("admin:messaging_triggerscenario_add"), data).status_code == 302
     assert TriggerScenario.objects.get().channels == [Channel.SMS]
+
+
+def test_campaign_form_refuses_an_offer_campaign_flagged_transactional() -> None:
+    w = live_world(2)
+    http = browser(MARKETER)
+    form = campaign_form(w, offer=str(w.offer.pk), is_transactional="on", channels_0="sms")
+    form["channels_1"] = ""
+
+    page = http.post(reverse("admin:messaging_campaign_add"), form)
+
+    assert page.status_code == 200
+    errors = page.context["adminform"].form.non_field_errors()
+    assert any("cannot be transactional" in e for e in errors)
+    assert not Campaign.objects.filter(name=form["name"]).exists()

@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from crm.models import Channel
 from messaging.models import (
@@ -17,7 +18,12 @@ from messaging.models import (
     MessageStatus,
     RunStatus,
 )
-from messaging.services.campaigns import CampaignError, campaign_run_plan, campaign_run_start
+from messaging.services.campaigns import (
+    CampaignError,
+    campaign_run_plan,
+    campaign_run_start,
+    campaign_validate,
+)
 from tests.factories import ClientFactory, PromoPoolFactory
 from tests.messaging.conftest import MSK, NOW, World, grant, make_world, withdraw
 
@@ -211,6 +217,16 @@ def test_an_inactive_offer_cannot_start(world: World) -> None:
     world.offer.save()
     with pytest.raises(CampaignError):
         campaign_run_start(campaign=world.campaign, now=NOW)
+
+
+def test_an_offer_campaign_cannot_be_transactional(world: World) -> None:
+    # Transactional messages skip consent, caps and quiet hours: an offer never may (invariant 1)
+    world.campaign.is_transactional = True
+    with pytest.raises(CampaignError, match="cannot be transactional"):
+        campaign_validate(world.campaign, at=NOW)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Campaign.objects.filter(pk=world.campaign.pk).update(is_transactional=True)
+    assert not Campaign.objects.filter(is_transactional=True).exists()
 
 
 def test_queries_per_batch_do_not_grow_with_the_batch() -> None:
