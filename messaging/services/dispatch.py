@@ -49,7 +49,15 @@ from messaging.models import (
 )
 from messaging.selectors_calls import earliest_by_caps, number_dials, numbers_blocked
 from messaging.services.outbox import PROMO_CODE_REDEEMED, unsubscribe_token
-from messaging.services.policy import Policy, active_policy, is_quiet, next_send_time
+from messaging.services.planning import contact_history
+from messaging.services.policy import (
+    Contact,
+    Policy,
+    active_policy,
+    cap_violation,
+    is_quiet,
+    next_send_time,
+)
 from offers.models import PromoCode
 
 log = logging.getLogger(__name__)
@@ -159,6 +167,7 @@ def _claim(*, channels: Sequence[str] | None, now: dt.datetime, limit: int) -> l
             "subject",
             "text",
             "promo_code",
+            "offer_id",
             "status",
             "attempts",
             "scheduled_for",
@@ -270,12 +279,17 @@ def _send_chunk(
         # First attempts and retries alike count against the number's caps.
         dials = number_dials(numbers, now=now, lock=True)
         ready: list[Message] = []
+        verdicts: dict[int, str] = {}
         for message in messages:
             verdict = _recheck(message, policy, now, granted, used, blocked, dials)
             if verdict:
-                counts[verdict] += 1
+                verdicts[message.pk] = verdict
             else:
                 ready.append(message)
+        deferred = [m for m in messages if verdicts.get(m.pk) == "deferred"]
+        for message in _deferred_within_caps(deferred, policy, now):
+            verdicts[message.pk] = str(message.status)
+        counts.update(verdicts.values())
         ready_ids = {m.pk for m in ready}
         for channel, group in by_channel.items():
             sendable = [m for m in group if m.pk in ready_ids]
@@ -370,6 +384,83 @@ def _defer(message: Message, until: dt.datetime | None, *, expired: str, deferre
     message.scheduled_for = until
     message.status_reason = f"deferred: {deferred}"
     return "deferred"
+
+
+def _deferred_within_caps(
+    deferred: Sequence[Message], policy: Policy, now: dt.datetime
+) -> list[Message]:
+    """The plan kept each client's caps and gaps at the times it chose; a message deferred to a
+    later time must keep them there too (two messages a gap apart must not end up closer). One
+    that no longer fits waits further, for the first allowed time that does, or is dropped if
+    its offer ends first; returns the dropped ones. One query. Calls keep their own rules (the
+    number's daily and weekly caps, the retry schedule): a retry is a new row of the same call,
+    which a gap between messages would forbid."""
+    marketing = sorted(
+        (m for m in deferred if not m.is_transactional and m.channel != Channel.CALL),
+        key=lambda m: m.scheduled_for,
+    )
+    if not marketing:
+        return []
+    history = contact_history(
+        sorted({m.client_id for m in marketing}),
+        now,
+        policy,
+        max(m.scheduled_for for m in marketing),
+        exclude=[m.pk for m in marketing],
+    )
+    dropped = []
+    for message in marketing:
+        contacts = history[message.client_id]
+        if cap_violation(
+            policy,
+            channel=message.channel,
+            offer_id=message.offer_id,
+            at=message.scheduled_for,
+            history=contacts,
+        ):
+            fits = _first_time_within_caps(message, policy, contacts)
+            verdict = _defer(
+                message, fits, expired="a time within its caps", deferred="quiet hours and caps"
+            )
+            if verdict != "deferred":
+                dropped.append(message)
+                continue
+        contacts.append(Contact(message.scheduled_for, message.channel, message.offer_id))
+    return dropped
+
+
+def _first_time_within_caps(
+    message: Message, policy: Policy, contacts: Sequence[Contact]
+) -> dt.datetime | None:
+    """The first time after the message's own, inside its channel's hours, at which it breaks
+    no cap or gap: caps only free up when an earlier contact leaves a window, so the times to
+    try are those moments."""
+    effective = policy.for_offer(message.offer_id)
+    windows = {
+        effective.min_gap,
+        effective.total_window,
+        effective.channels[message.channel].window,
+    }
+    cap = effective.offer_cap(message.offer_id)
+    if cap is not None:
+        windows.add(cap.window)
+    start = message.scheduled_for
+    moments = sorted({c.at + w for c in contacts for w in windows if c.at + w > start})
+    for earliest in moments:
+        at = next_send_time(
+            policy,
+            channel=message.channel,
+            time_zone=str(message.client.time_zone),
+            earliest=earliest,
+        )
+        if at is None or (message.expires_at is not None and at >= message.expires_at):
+            return None
+        violation = cap_violation(
+            policy, channel=message.channel, offer_id=message.offer_id, at=at, history=contacts
+        )
+        if violation is None:
+            return at
+    return None
 
 
 def _deliver(backend: BaseBackend, group: list[Message], now: dt.datetime) -> Counter[str]:

@@ -138,7 +138,7 @@ def plan_batch(
     )
     parts = _learned_parts(ids, people, policy, now) if origin.target == "" else {}
     horizon = max((c.expires_at for c in candidates if c.expires_at), default=None)
-    history = _history(ids, now, policy, horizon)
+    history = contact_history(ids, now, policy, horizon)
     existing = _existing_keys(origin, candidates, channels)
 
     rows: list[PlannedMessage] = []
@@ -471,20 +471,29 @@ def _consents(ids: Sequence[int], channels: Sequence[str]) -> set[tuple[int, str
     )
 
 
-def _history(
-    ids: Sequence[int], now: dt.datetime, policy: Policy, horizon: dt.datetime | None
+def contact_history(
+    ids: Sequence[int],
+    now: dt.datetime,
+    policy: Policy,
+    horizon: dt.datetime | None,
+    *,
+    exclude: Sequence[int] = (),
 ) -> dict[int, list[Contact]]:
     """Each client's counted marketing messages that could fall in a cap window or gap of a
-    message planned from now to ``horizon`` (or the search limit)."""
+    message planned from now to ``horizon`` (or the search limit); ``exclude``: message ids to
+    leave out (the ones being placed)."""
     reach = policy.widest_window
     last = max(horizon or now, now + dt.timedelta(days=15))
-    rows = Message.objects.filter(
+    counted = Message.objects.filter(
         InIds("client_id", ids),
         status__in=COUNTED_STATUSES,
         is_transactional=False,
         scheduled_for__gt=now - reach,
         scheduled_for__lt=last + reach,
-    ).values_list("client_id", "scheduled_for", "sent_at", "channel", "offer_id")
+    )
+    if exclude:
+        counted = counted.exclude(InIds("id", exclude))
+    rows = counted.values_list("client_id", "scheduled_for", "sent_at", "channel", "offer_id")
     history: dict[int, list[Contact]] = defaultdict(list)
     for client_id, scheduled, sent, channel, offer_id in rows:
         history[client_id].append(Contact(sent or scheduled, channel, offer_id))

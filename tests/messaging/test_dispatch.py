@@ -13,7 +13,7 @@ from django.db import connection, transaction
 
 from crm.models import Channel, Consent
 from messaging.backends import locmem
-from messaging.models import Message, MessageStatus
+from messaging.models import ChannelRule, ContactPolicy, Message, MessageStatus
 from messaging.services.campaigns import campaign_run_plan, campaign_run_start
 from messaging.services.dispatch import dispatch_due, promo_codes_redeemed, recover_stale_claims
 from messaging.services.outbox import transactional_message_create
@@ -96,6 +96,59 @@ def test_a_late_dispatch_waits_for_the_next_opening(world: World) -> None:
     assert result.counts == {"deferred": 5}
     assert set(Message.objects.values_list("scheduled_for", flat=True)) == {
         dt.datetime(2026, 3, 5, 9, 0, tzinfo=MSK)
+    }
+    assert locmem.outbox == []
+
+
+def test_a_message_deferred_into_another_ones_gap_waits_until_it_fits(world: World) -> None:
+    # Given a 24-hour gap, and two clients each with an SMS due at 20:55 and another one
+    # planned for tomorrow at 20:50; the second client's offer ends the day after at noon
+    policy = ContactPolicy.objects.create(
+        name="gap", is_active=True, min_gap_hours=24, total_limit=10
+    )
+    ChannelRule.objects.create(policy=policy, channel=Channel.SMS, limit=10)
+    messages = planned(world)
+    evening = dt.datetime(2026, 3, 4, 20, 55, tzinfo=MSK)
+    Message.objects.update(scheduled_for=evening)
+    waiting, expiring, *others = messages
+    Message.objects.filter(pk=expiring.pk).update(
+        expires_at=dt.datetime(2026, 3, 6, 12, 0, tzinfo=MSK)
+    )
+    tomorrow = [
+        Message.objects.create(
+            client=m.client,
+            channel=Channel.SMS,
+            recipient=m.recipient,
+            text="Завтрашнее",
+            scheduled_for=dt.datetime(2026, 3, 5, 20, 50, tzinfo=MSK),
+            idempotency_key=f"tomorrow:{m.pk}",
+        )
+        for m in (waiting, expiring)
+    ]
+
+    # When dispatch runs late, after the quiet hours began
+    result = dispatch_due(now=evening + dt.timedelta(minutes=10))
+
+    # Then tomorrow morning would be within 12 hours of tomorrow's message: the first waits a
+    # full gap after it, still inside the SMS hours; the second's offer ends before that
+    assert result.counts == {"deferred": 4, "expired": 1}
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.scheduled_for, waiting.status_reason) == (
+        MessageStatus.PLANNED,
+        dt.datetime(2026, 3, 6, 20, 50, tzinfo=MSK),
+        "deferred: quiet hours and caps",
+    )
+    expiring.refresh_from_db()
+    assert (expiring.status, expiring.status_reason) == (
+        MessageStatus.EXPIRED,
+        "offer expires before a time within its caps",
+    )
+    assert {m.status for m in Message.objects.filter(pk__in=[m.pk for m in tomorrow])} == {
+        MessageStatus.PLANNED
+    }
+    rest = Message.objects.filter(pk__in=[m.pk for m in others])
+    assert {(m.status, m.scheduled_for) for m in rest} == {
+        (MessageStatus.PLANNED, dt.datetime(2026, 3, 5, 9, 0, tzinfo=MSK))
     }
     assert locmem.outbox == []
 
