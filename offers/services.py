@@ -255,7 +255,10 @@ def promo_code_assign_many(
     taken with ``FOR UPDATE SKIP LOCKED``, so parallel assigners never wait for or take the same
     code; the partial unique (pool, client) constraint refuses a second code for one client,
     and the losing caller re-reads and retries. SQLite serializes writers (IMMEDIATE
-    transactions). Clients missing from the answer could not get a code: the pool ran out.
+    transactions). An offer's ``quantity_limit`` holds here, where codes are handed out, for
+    every caller (the engine trims its proposals to it too, but a campaign proposes its next
+    batches before the current one's codes exist). Clients missing from the answer could not
+    get a code: the pool ran out, or the offer's limit was reached.
     """
     at = at or timezone.now()
     remaining = list(dict.fromkeys(int(c) for c in client_ids))
@@ -283,6 +286,16 @@ def promo_code_assign_many(
 ASSIGN_ROUNDS = 20
 
 
+def _offer_room(offer: Offer) -> int:
+    """How many more codes the offer may hand out. Its row stays locked until the caller's
+    transaction ends, so concurrent assigners of a limited offer take turns and never both
+    take the last ones."""
+    assert offer.quantity_limit is not None
+    list(Offer.objects.select_for_update().filter(pk=offer.pk).values_list("pk", flat=True))
+    issued = PromoCode.objects.filter(offer_id=offer.pk).count()
+    return max(0, offer.quantity_limit - issued)
+
+
 def _assign(
     pool: PromoPool, wanted: list[int], offer: Offer | None, at: dt.datetime
 ) -> tuple[dict[int, str], set[int]]:
@@ -298,6 +311,10 @@ def _assign(
         if redeemed_at is None:
             out[client_id] = code
     todo = [c for c in wanted if c not in done]
+    if todo and offer is not None and offer.quantity_limit is not None:
+        room = _offer_room(offer)
+        done.update(todo[room:])  # settled: no code for them, the limit is reached
+        todo = todo[:room]
     if not todo:
         return out, done
     free = PromoCode.objects.filter(pool=pool, client__isnull=True).order_by("id")

@@ -16,7 +16,8 @@ from offers.services import (
     promo_pool_generate,
     promo_pool_upload,
 )
-from tests.factories import ClientFactory, PromoPoolFactory, PurchaseFactory
+from tests.concurrency import run_together
+from tests.factories import ClientFactory, OfferFactory, PromoPoolFactory, PurchaseFactory
 
 
 @pytest.mark.django_db
@@ -117,3 +118,39 @@ def test_concurrent_assignment_never_hands_a_code_out_twice(postgres: None) -> N
         for client_id, code in result.items():
             assert held[client_id] == code
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.django_db
+def test_an_offers_quantity_limit_holds_where_codes_are_handed_out() -> None:
+    # given an offer of at most 3 codes and a pool of 10
+    pool = PromoPoolFactory()
+    promo_pool_generate(pool=pool, count=10)
+    offer = OfferFactory(quantity_limit=3, promo_pool=pool)
+    first, second = ([c.pk for c in ClientFactory.create_batch(n)] for n in (5, 2))
+
+    # when codes are asked for 5 clients, then again for them and 2 more
+    given = promo_code_assign_many(pool=pool, client_ids=first, offer=offer)
+    again = promo_code_assign_many(pool=pool, client_ids=first + second, offer=offer)
+
+    # then the first 3 got one each, keep it, and nobody else gets one
+    assert sorted(given) == sorted(first[:3])
+    assert again == given
+    assert PromoCode.objects.filter(offer=offer).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_assigners_never_pass_an_offers_quantity_limit(postgres: None) -> None:
+    # given an offer of at most 4 codes and two assigners of 3 clients each
+    pool = PromoPoolFactory()
+    promo_pool_generate(pool=pool, count=20)
+    offer = OfferFactory(quantity_limit=4, promo_pool=pool)
+    clients = [c.pk for c in ClientFactory.create_batch(6)]
+
+    results = run_together(
+        lambda: promo_code_assign_many(pool=pool, client_ids=clients[:3], offer=offer),
+        lambda: promo_code_assign_many(pool=pool, client_ids=clients[3:], offer=offer),
+    )
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert sorted(len(r) for r in results) == [1, 3]
+    assert PromoCode.objects.filter(offer=offer).count() == 4
