@@ -141,6 +141,13 @@ def offers(request: HttpRequest, client_id: int) -> HttpResponse:
     """The card's offers panel (an HTML fragment the card page loads right after itself)."""
     if not Client.objects.filter(pk=client_id).exists():
         raise Http404(gettext("No such client."))
+    # Reasons are read off the client's purchases: a read of personal data like the card's.
+    audit_write(
+        action=AuditAction.CARD_VIEWED,
+        client_id=client_id,
+        actor=request.user,
+        changes={"via": "card-offers"},
+    )
     return render(
         request,
         "card/_offers.html",
@@ -157,6 +164,12 @@ def offers(request: HttpRequest, client_id: int) -> HttpResponse:
 def offers_json(request: HttpRequest, client_id: int) -> HttpResponse:
     if not Client.objects.filter(pk=client_id).exists():
         return JsonResponse({"detail": gettext("No such client.")}, status=404)
+    audit_write(
+        action=AuditAction.CARD_VIEWED,
+        client_id=client_id,
+        actor=request.user,
+        changes={"via": "card-offers-json"},
+    )
     return JsonResponse(
         {"client_id": client_id, "offers": selectors.next_offers(client_id=client_id)},
         encoder=DjangoJSONEncoder,

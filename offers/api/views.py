@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 
 from crm.api.permissions import HasViewPerms
 from crm.api.serializers import ErrorSerializer
-from crm.models import Client, Purchase
+from crm.models import AuditAction, Client, Purchase
+from crm.services import audit_write
 from offers import selectors, services
 from offers.api import serializers as s
 from offers.models import Offer, OfferStatus
@@ -74,6 +75,13 @@ class ClientOffersView(APIView):
             raise ValidationError({"limit": ["A positive whole number."]})
         limit = int(raw) if raw else None
         offers = selectors.next_best_offers(client=pk, limit=limit)
+        # Texts with the client's name, reasons from their purchases: logged like the card.
+        audit_write(
+            action=AuditAction.CARD_VIEWED,
+            client_id=pk,
+            actor=request.user,
+            changes={"via": "api-offers"},
+        )
         data = [selectors.proposal_as_dict(p) for p in offers]
         return Response(s.NextBestOfferSerializer(data, many=True).data)
 

@@ -134,6 +134,22 @@ def test_each_view_writes_one_audit_entry(
     ]
 
 
+def test_reading_the_offers_panel_is_logged_like_the_card(
+    operator: Any, operator_http: HttpClient, rich: Rich
+) -> None:
+    # The panel's reasons are read off the client's purchases (invariant 9)
+    operator_http.get(reverse("card:offers", args=[rich.client.pk]))
+    operator_http.get(reverse("card:offers-json", args=[rich.client.pk]))
+
+    entries = list(
+        AuditLog.objects.order_by("id").values_list("action", "client_id", "actor_id", "changes")
+    )
+    assert entries == [
+        (AuditAction.CARD_VIEWED, rich.client.pk, operator.pk, {"via": "card-offers"}),
+        (AuditAction.CARD_VIEWED, rich.client.pk, operator.pk, {"via": "card-offers-json"}),
+    ]
+
+
 def test_staff_without_the_operator_group_cannot_open_a_card(rich: Rich) -> None:
     http = HttpClient()
     http.force_login(user_in(None, "clerk"))

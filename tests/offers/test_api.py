@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from crm.models import AuditAction, AuditLog
 from crm.roles import INTEGRATION, MARKETER, OPERATOR
 from offers.models import PromoCode
 from offers.services import promo_code_assign_many, promo_pool_upload
@@ -115,3 +116,14 @@ def test_redeem_needs_the_permission(api_as):
         .status_code
         == 400
     )
+
+
+def test_reading_a_clients_next_best_offers_is_logged(api_as):
+    client = ClientFactory(first_name="Анна")
+    api = api_as(OPERATOR)
+
+    assert api.get(f"/api/v1/clients/{client.pk}/offers/").status_code == 200
+    assert api.get("/api/v1/clients/999999/offers/").status_code == 404
+
+    entries = list(AuditLog.objects.values_list("action", "client_id", "changes"))
+    assert entries == [(AuditAction.CARD_VIEWED, client.pk, {"via": "api-offers"})]
