@@ -289,9 +289,11 @@ ASSIGN_ROUNDS = 20
 def _offer_room(offer: Offer) -> int:
     """How many more codes the offer may hand out. Its row stays locked until the caller's
     transaction ends, so concurrent assigners of a limited offer take turns and never both
-    take the last ones."""
+    take the last ones (FOR NO KEY UPDATE: rows that merely refer to the offer, messages and
+    codes being written, are not held up)."""
     assert offer.quantity_limit is not None
-    list(Offer.objects.select_for_update().filter(pk=offer.pk).values_list("pk", flat=True))
+    locked = Offer.objects.select_for_update(no_key=True).filter(pk=offer.pk)
+    list(locked.values_list("pk", flat=True))
     issued = PromoCode.objects.filter(offer_id=offer.pk).count()
     return max(0, offer.quantity_limit - issued)
 
