@@ -301,8 +301,8 @@ def _offer_room(offer: Offer) -> int:
 def _assign(
     pool: PromoPool, wanted: list[int], offer: Offer | None, at: dt.datetime
 ) -> tuple[dict[int, str], set[int]]:
-    """Codes for ``wanted`` clients, and the clients settled (given a code, or holding one
-    already, redeemed or not)."""
+    """Codes for ``wanted`` clients, and the clients settled: given a code, holding one
+    already (redeemed or not), or left without one because the offer's limit is reached."""
     held = PromoCode.objects.filter(pool=pool, client_id__in=wanted).values_list(
         "client_id", "code", "redeemed_at"
     )
